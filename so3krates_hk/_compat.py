@@ -1,0 +1,60 @@
+"""Compatibility shims for the two supported environments (see README, "Environments").
+
+* jax-md 0.2.8, the only release that resolves beside chemtrain's ``jax<=0.4.37`` pin, reads ``jax.random.KeyArray``
+  at import time, which JAX 0.4.3x no longer has. We alias it to ``jax.Array`` before the first ``import jax_md``
+  (chemtrain's ``jax_md_mod`` applies the same alias).
+* ``jax_md.partition`` records ``MALFORMED_BOX`` from ``is_box_valid(box)``, but that function returns *validity*:
+  jax-md 0.2.29 therefore flags every valid upper-triangular box as malformed, and 0.2.8 returns a (3, 3) array that
+  makes ``nbrs.did_buffer_overflow`` ambiguous. Both versions are patched so that the function returns a scalar
+  "is malformed" flag, which is what the call site records.
+
+Import ``jax_md`` through this module (``from so3krates_hk._compat import jax_md``) so the shims run first.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+if not hasattr(jax.random, "KeyArray"):
+    jax.random.KeyArray = jax.Array
+
+import jax_md  # noqa: E402
+from jax_md import partition  # noqa: E402
+
+try:  # jax.core.Tracer moved in newer JAX
+    from jax.core import Tracer  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    from jax._src.core import Tracer  # type: ignore
+
+
+def _box_is_malformed(box) -> jnp.ndarray:
+    """True when a 2-D box is not upper triangular; scalar and 1-D boxes are always fine."""
+    if jnp.isscalar(box) or jnp.ndim(box) <= 1:
+        return jnp.asarray(False)
+    if jnp.ndim(box) == 2:
+        return jnp.any(jnp.triu(box) != box)
+    return jnp.asarray(True)
+
+
+def _jax_md_version() -> tuple[int, ...]:
+    try:
+        from importlib.metadata import version
+
+        return tuple(int(p) for p in version("jax-md").split(".")[:3])
+    except Exception:  # pragma: no cover
+        return (0, 0, 0)
+
+
+# Patched only for the releases known to carry the inverted check (0.2.8 … 0.2.29).
+if _jax_md_version() <= (0, 2, 29) and not getattr(partition.is_box_valid, "_so3krates_hk_patched", False):
+    _box_is_malformed._so3krates_hk_patched = True  # type: ignore[attr-defined]
+    partition.is_box_valid = _box_is_malformed
+
+
+def is_tracer(x) -> bool:
+    """True when ``x`` is an abstract value inside jit/vmap/grad, where host-side value checks cannot run."""
+    return isinstance(x, Tracer)
+
+
+__all__ = ["jax_md", "partition", "is_tracer"]

@@ -1,0 +1,277 @@
+"""chemutils-style factories: ``(init_fn, apply_fn)`` pairs over jax-md neighbour lists.
+
+``so3krates_neighborlist_pp`` follows the calling convention of chemutils' ``allegro_neighborlist_pp`` (see
+``CHEMUTILS_CONTRACT``), so a chemtrain user swaps backbones by changing one line:
+
+    init_fn, apply_fn = so3krates_neighborlist_pp(displacement, r_cutoff, n_species, positions_test, neighbor_test)
+    params = init_fn(key, position, neighbor, species=species)
+    energy = apply_fn(params, position, neighbor, species=species, mask=mask, box=box)
+
+Every extra keyword of ``init_fn``/``apply_fn`` (``box=`` for ``space.periodic_general``, …) is passed to the
+displacement function. Both functions are pure, and work under ``jax.jit``, ``jax.vmap`` and ``jax.grad``. Called
+with concrete arrays they first validate their inputs on the host (``so3krates_hk.validation``).
+
+Edge capacity and overflow: with ``max_edges`` (given, or ceil(edges × ``max_edge_multiplier``) of the test graph)
+the real short-range edges are compacted into ``max_edges`` slots. A structure with more edges than that returns a
+**NaN energy** (and NaN forces); ``mode="all"`` also returns ``edge_overflow`` (True) and ``num_edges``, so a driver
+can re-allocate (see ``so3krates_hk.md``). Without ``max_edges`` and test data, every entry of the neighbour list is
+kept and nothing can overflow.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from so3krates_hk import validation
+from so3krates_hk._compat import partition
+from so3krates_hk.config import SO3kratesConfig
+from so3krates_hk.graph import build_graph, capacity_from_test, count_edges, pair_multiplicity
+from so3krates_hk.models import (
+    SO3LR_HEAD_SPECIES,
+    LongRangePairs,
+    so3krates_energy,
+    so3lr_energy,
+)
+
+SO3LR_AVG_NUM_NEIGHBORS = 13.168995780096482  # n̄ of SPEC §0, exact (trap T8)
+MODES = ("energy", "all")
+LR_FORMATS = {
+    "ordered": partition.NeighborListFormat.OrderedSparse,
+    "sparse": partition.NeighborListFormat.Sparse,
+    "dense": partition.NeighborListFormat.Dense,
+}
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
+
+
+def _finish(per_atom: jnp.ndarray, aux: dict, overflow, mode: str, per_particle: bool):
+    """NaN on edge overflow; then the scalar, the per-atom vector, or the dict of ``mode="all"``."""
+    per_atom = jnp.where(overflow, jnp.nan, per_atom)
+    energy = jnp.sum(per_atom)
+    if mode == "all":
+        return dict(aux, energy=energy, per_atom_energy=per_atom, edge_overflow=overflow)
+    return per_atom if per_particle else energy
+
+
+def _test_graph_stats(displacement, r_cutoff, positions_test, neighbor_test):
+    if (positions_test is None) != (neighbor_test is None):
+        raise ValueError("Pass positions_test and neighbor_test together (or neither).")
+    if positions_test is None:
+        return None
+    n_edges = count_edges(displacement, positions_test, neighbor_test, r_cutoff)
+    return n_edges, jnp.shape(positions_test)[0]
+
+
+def so3krates_neighborlist_pp(
+    displacement: Callable,
+    r_cutoff: float,
+    n_species: int = 100,
+    positions_test: Optional[jnp.ndarray] = None,
+    neighbor_test: Optional[Any] = None,
+    max_edge_multiplier: float = 1.25,
+    max_edges: Optional[int] = None,
+    avg_num_neighbors: Optional[float] = None,
+    mode: str = "energy",
+    per_particle: bool = False,
+    positive_species: bool = False,
+    **hyperparameters: Any,
+) -> tuple[Callable, Callable]:
+    """SO3krates energy over a jax-md neighbour list, as an ``(init_fn, apply_fn)`` pair.
+
+    Args:
+        displacement: jax-md displacement function, d(Ra, Rb) = Ra − Rb (free, periodic or periodic_general).
+        r_cutoff: short-range cutoff, in the units of the positions (SO3LR: 4.5 Å).
+        n_species: rows of the species embedding; species are integers in [0, n_species).
+        positions_test, neighbor_test: a representative structure and its neighbour list; sizes ``max_edges`` and,
+            if not given, ``avg_num_neighbors`` (edges per atom).
+        max_edge_multiplier: head room on the test graph's edge count.
+        max_edges: edge capacity (overrides the estimate); see the module docstring for overflow.
+        avg_num_neighbors: the message normaliser n̄ (a constant, not learned). Required unless test data is given.
+        mode: "energy" (scalar, or per-atom with ``per_particle``) or "all" (a dict of energies and features).
+        per_particle: return per-atom energies (N,), zero on masked atoms.
+        positive_species: species are 1-based (e.g. atomic numbers on a table of ``n_species`` rows); 1 is subtracted.
+        **hyperparameters: ``SO3kratesConfig`` fields (defaults: SO3LR's SO3krates). Unknown names raise.
+
+    Returns:
+        ``init_fn(key, position, neighbor, species=None, mask=None, **kwargs) -> params`` and
+        ``apply_fn(params, position, neighbor, species=None, mask=None, **kwargs) -> energy``. With
+        ``use_charge_embed``/``use_spin_embed`` both also take ``total_charge=`` and ``num_unpaired_electrons=``.
+    """
+    config = SO3kratesConfig.from_kwargs(**hyperparameters)
+    _check_mode(mode)
+    r_cutoff = float(r_cutoff)
+    stats = _test_graph_stats(displacement, r_cutoff, positions_test, neighbor_test)
+    if stats is not None:
+        n_edges, n_atoms = stats
+        if max_edges is None:
+            max_edges = capacity_from_test(n_edges, max_edge_multiplier)
+        if avg_num_neighbors is None:
+            avg_num_neighbors = n_edges / n_atoms
+    if avg_num_neighbors is None:
+        raise ValueError("avg_num_neighbors is required: pass it, or positions_test and neighbor_test to estimate it.")
+    avg_num_neighbors = float(avg_num_neighbors)
+    offset = 1 if positive_species else 0
+
+    def model(position, neighbor, species=None, mask=None, **kwargs):
+        total_charge = kwargs.pop("total_charge", 0.0)
+        num_unpaired = kwargs.pop("num_unpaired_electrons", 0.0)
+        N = position.shape[0]
+        node_mask = jnp.ones(N, bool) if mask is None else jnp.asarray(mask).astype(bool)
+        species = jnp.zeros(N, jnp.int32) if species is None else jnp.asarray(species, jnp.int32) - offset
+        species = jnp.where(node_mask, species, 0)
+        graph = build_graph(displacement, position, neighbor, r_cutoff, node_mask, max_edges, **kwargs)
+        per_atom, aux = so3krates_energy(
+            config, n_species, r_cutoff, avg_num_neighbors, species, graph, node_mask, total_charge, num_unpaired
+        )
+        aux["num_edges"] = graph.num_edges
+        return _finish(per_atom, aux, graph.overflow, mode, per_particle)
+
+    transformed = hk.without_apply_rng(hk.transform(model))
+    init_jit, apply_jit = jax.jit(transformed.init), jax.jit(transformed.apply)
+
+    def validate(position, neighbor, species, mask):
+        validation.validate_structure(
+            position, species, mask, num_species=n_species + offset, species_low=offset, neighbor=neighbor,
+            allow_ordered=False,
+        )  # fmt: skip
+
+    def init_fn(key, position, neighbor, species=None, mask=None, **kwargs):
+        validate(position, neighbor, species, mask)
+        return init_jit(key, position, neighbor, species, mask, **kwargs)
+
+    def apply_fn(params, position, neighbor, species=None, mask=None, **kwargs):
+        validate(position, neighbor, species, mask)
+        return apply_jit(params, position, neighbor, species, mask, **kwargs)
+
+    init_fn.config = apply_fn.config = config
+    apply_fn.max_edges = max_edges
+    apply_fn.avg_num_neighbors = avg_num_neighbors
+    return init_fn, apply_fn
+
+
+def so3lr_neighborlist_pp(
+    displacement: Callable,
+    r_cutoff: float = 4.5,
+    lr_cutoff: Optional[float] = 12.0,
+    dispersion_damping: float = 2.0,
+    zbl: bool = True,
+    electrostatics: bool = True,
+    dispersion: bool = True,
+    positions_test: Optional[jnp.ndarray] = None,
+    neighbor_test: Optional[Any] = None,
+    lr_neighbor_format: str = "ordered",
+    avg_num_neighbors: float = SO3LR_AVG_NUM_NEIGHBORS,
+    per_particle: bool = False,
+    mode: str = "energy",
+    max_edges: Optional[int] = None,
+    max_edge_multiplier: float = 1.25,
+    electrostatic_energy_scale: float = 4.0,
+    dispersion_energy_scale: float = 1.2,
+    check_spin_parity: bool = True,
+    **hyperparameters: Any,
+) -> tuple[Callable, Callable]:
+    """SO3LR: SO3krates + ZBL + damped Coulomb + vdW-QDO dispersion (SPEC §1), as an ``(init_fn, apply_fn)`` pair.
+
+    ``species`` are atomic numbers Z (1 … 99), positions in Å, energies in eV.
+
+    Args:
+        r_cutoff: short-range cutoff of the transformer and ZBL (4.5 Å).
+        lr_cutoff: long-range cutoff of Coulomb and dispersion (12 Å); None for the untruncated variant
+            (then the long-range list must hold all pairs).
+        dispersion_damping: width Δ of the dispersion switch on [lr_cutoff − Δ, lr_cutoff].
+        zbl, electrostatics, dispersion: switch each physical term on or off.
+        positions_test, neighbor_test, max_edges, max_edge_multiplier: short-range edge capacity, as in
+            ``so3krates_neighborlist_pp``.
+        lr_neighbor_format: the format of ``neighbor_lr``: "ordered" (jax-md ``OrderedSparse``, each pair once),
+            "sparse" (both directions) or "dense"; pair energies get multiplicity 1 or ½ accordingly (trap T4).
+            A list of another format raises.
+        avg_num_neighbors: n̄ = 13.168995780096482 for the pretrained weights.
+        mode: "energy" or "all" (total, components, partial charges, Hirshfeld ratios, features).
+        electrostatic_energy_scale: σ_e, the erf width of the Coulomb kernel (4 Å).
+        dispersion_energy_scale: scale of the QDO damping radius (1.2).
+        check_spin_parity: reject (outside jit) a number of unpaired electrons whose parity differs from the
+            electron count ΣZ − Q. The original does not check; pass False to evaluate such states anyway.
+        **hyperparameters: ``SO3kratesConfig`` fields; charge and spin embeddings default to on.
+
+    Returns:
+        ``init_fn(key, position, neighbor, neighbor_lr, species, total_charge=0., num_unpaired_electrons=0.,
+        mask=None, **kwargs)`` and ``apply_fn(params, <same>)``.
+    """
+    hyperparameters.setdefault("use_charge_embed", True)
+    hyperparameters.setdefault("use_spin_embed", True)
+    config = SO3kratesConfig.from_kwargs(**hyperparameters)
+    _check_mode(mode)
+    if lr_neighbor_format not in LR_FORMATS:
+        raise ValueError(f"lr_neighbor_format must be one of {sorted(LR_FORMATS)}; got {lr_neighbor_format!r}.")
+    expected_lr_format = LR_FORMATS[lr_neighbor_format]
+    r_cutoff = float(r_cutoff)
+    lr_cutoff = None if lr_cutoff is None else float(lr_cutoff)
+    needs_lr = electrostatics or dispersion
+    stats = _test_graph_stats(displacement, r_cutoff, positions_test, neighbor_test)
+    if stats is not None and max_edges is None:
+        max_edges = capacity_from_test(stats[0], max_edge_multiplier)
+    avg_num_neighbors = float(avg_num_neighbors)
+
+    def model(position, neighbor, neighbor_lr, species, total_charge=0.0, num_unpaired_electrons=0.0, mask=None,
+              **kwargs):  # fmt: skip
+        N = position.shape[0]
+        node_mask = jnp.ones(N, bool) if mask is None else jnp.asarray(mask).astype(bool)
+        Z = jnp.where(node_mask, jnp.asarray(species, jnp.int32), 1)
+        dtype = position.dtype
+        graph = build_graph(displacement, position, neighbor, r_cutoff, node_mask, max_edges, **kwargs)
+        lr = None
+        if needs_lr:
+            lr_graph = build_graph(displacement, position, neighbor_lr, lr_cutoff, node_mask, None, **kwargs)
+            lr = LongRangePairs(lr_graph, pair_multiplicity(neighbor_lr))
+        per_atom, aux = so3lr_energy(
+            config, r_cutoff, avg_num_neighbors, Z, graph, lr, node_mask,
+            jnp.asarray(total_charge, dtype).reshape(()), jnp.asarray(num_unpaired_electrons, dtype).reshape(()),
+            zbl=zbl, electrostatics=electrostatics, dispersion=dispersion, lr_cutoff=lr_cutoff,
+            dispersion_damping=dispersion_damping, electrostatic_energy_scale=electrostatic_energy_scale,
+            dispersion_energy_scale=dispersion_energy_scale,
+        )  # fmt: skip
+        aux["num_edges"] = graph.num_edges
+        return _finish(per_atom, aux, graph.overflow, mode, per_particle)
+
+    transformed = hk.without_apply_rng(hk.transform(model))
+    init_jit, apply_jit = jax.jit(transformed.init), jax.jit(transformed.apply)
+
+    def validate(position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask):
+        N = validation.validate_structure(
+            position, species, mask, num_species=SO3LR_HEAD_SPECIES, species_low=1, neighbor=neighbor,
+            allow_ordered=False, what="atomic number (species)",
+        )  # fmt: skip
+        if species is None:
+            raise validation.InputError("SO3LR needs species: the atomic numbers Z of the atoms.")
+        if needs_lr:
+            validation.check_neighbor(neighbor_lr, N, name="neighbor_lr")
+            if neighbor_lr.format != expected_lr_format:
+                raise validation.InputError(
+                    f"neighbor_lr has format {neighbor_lr.format.name}, but the factory was built with "
+                    f"lr_neighbor_format={lr_neighbor_format!r}; a mismatch would double or halve the long-range "
+                    "energies."
+                )
+        validation.check_charge_spin(species, total_charge, num_unpaired_electrons, mask, check_spin_parity)
+
+    def init_fn(key, position, neighbor, neighbor_lr, species, total_charge=0.0, num_unpaired_electrons=0.0,
+                mask=None, **kwargs):  # fmt: skip
+        validate(position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask)
+        return init_jit(key, position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask,
+                        **kwargs)  # fmt: skip
+
+    def apply_fn(params, position, neighbor, neighbor_lr, species, total_charge=0.0, num_unpaired_electrons=0.0,
+                 mask=None, **kwargs):  # fmt: skip
+        validate(position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask)
+        return apply_jit(params, position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons,
+                         mask, **kwargs)  # fmt: skip
+
+    init_fn.config = apply_fn.config = config
+    apply_fn.max_edges = max_edges
+    return init_fn, apply_fn

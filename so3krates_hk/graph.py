@@ -1,0 +1,153 @@
+"""From a jax-md neighbour list to fixed-capacity edge arrays (SPEC §2).
+
+Conventions:
+* Edge (i, j): i is the *centre*, the atom that receives and aggregates; j is its neighbour.
+  For jax-md lists, i is the owner of the list entry: the row of a ``Dense`` list, ``idx[1]`` of a ``Sparse`` or
+  ``OrderedSparse`` list (jax-md stores ``(neighbour, owner)``), so an ``OrderedSparse`` pair has j < i.
+* The edge vector is r_ij = R_j − R_i = ``displacement(R_j, R_i)``, minimum image under periodic boundaries
+  (fractional coordinates included, through the displacement function and its keyword arguments such as ``box``).
+* An edge is *real* when both indices are < N, both atoms are unmasked, i ≠ j, and 0 < d < cutoff. Every other
+  entry (padding with index N, skin pairs beyond the cutoff, masked atoms, zero distances) is *masked*: it carries a
+  safe stand-in vector of length 2·cutoff, so every 1/d, log and sqrt downstream stays finite and its gradient is
+  exactly zero (traps T13, T14).
+
+Capacity: with ``capacity=None`` every entry of the list is kept (masked where not real). With an integer capacity
+the real edges are compacted, in their original order, into that many slots, dropping padding and skin pairs before
+the expensive per-edge network runs. If more real edges exist than slots, ``Graph.overflow`` is True; the models turn
+that into a NaN energy, never into a silently truncated one.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from so3krates_hk._compat import partition
+
+DisplacementFn = Callable[..., jnp.ndarray]
+
+
+class Graph(NamedTuple):
+    """Edges of one structure, padded to a fixed size P."""
+
+    centers: jnp.ndarray  # (P,) int32, i; N on padding after compaction
+    neighbors: jnp.ndarray  # (P,) int32, j
+    vectors: jnp.ndarray  # (P, 3) r_ij = R_j − R_i; safe stand-in on masked edges
+    distances: jnp.ndarray  # (P,) |r_ij| (> 0 everywhere)
+    mask: jnp.ndarray  # (P,) bool, True on real edges
+    overflow: jnp.ndarray  # () bool, True if real edges were dropped for lack of capacity
+    num_nodes: int
+    sorted: bool  # centres ascending (Dense lists)
+
+    @property
+    def num_edges(self) -> jnp.ndarray:
+        return jnp.sum(self.mask)
+
+
+def neighbor_format(neighbor) -> "partition.NeighborListFormat":
+    """The jax-md format of a neighbour list (``Dense``, ``Sparse`` or ``OrderedSparse``)."""
+    fmt = getattr(neighbor, "format", None)
+    if fmt is None:
+        raise TypeError(f"Expected a jax_md.partition.NeighborList, got {type(neighbor).__name__}.")
+    return fmt
+
+
+def candidate_pairs(neighbor, num_nodes: int) -> tuple[jnp.ndarray, jnp.ndarray, bool]:
+    """All (centre, neighbour) entries of a jax-md list, flat, padding included: (centers, neighbors, sorted)."""
+    idx = neighbor.idx
+    fmt = neighbor_format(neighbor)
+    if fmt == partition.NeighborListFormat.Dense:
+        if idx.ndim != 2 or idx.shape[0] != num_nodes:
+            raise ValueError(f"Dense neighbour list idx must have shape (N={num_nodes}, M); got {idx.shape}.")
+        centers = jnp.repeat(jnp.arange(num_nodes, dtype=jnp.int32), idx.shape[1])
+        return centers, idx.reshape(-1).astype(jnp.int32), True
+    if idx.ndim != 2 or idx.shape[0] != 2:
+        raise ValueError(f"Sparse neighbour list idx must have shape (2, capacity); got {idx.shape}.")
+    return idx[1].astype(jnp.int32), idx[0].astype(jnp.int32), False
+
+
+def _compact(keep: jnp.ndarray, capacity: int):
+    """Slots of the kept entries, in order: (selection (capacity,), slot mask (capacity,), overflow)."""
+    count = jnp.sum(keep)
+    target = jnp.where(keep, jnp.cumsum(keep) - 1, capacity)  # capacity = out of range → dropped
+    selection = jnp.zeros(capacity, jnp.int32).at[target].set(jnp.arange(keep.shape[0], dtype=jnp.int32), mode="drop")
+    slot_mask = jnp.arange(capacity) < count
+    return selection, slot_mask, count > capacity
+
+
+def build_graph(
+    displacement_fn: DisplacementFn,
+    position: jnp.ndarray,
+    neighbor,
+    cutoff: Optional[float],
+    node_mask: Optional[jnp.ndarray] = None,
+    capacity: Optional[int] = None,
+    **displacement_kwargs,
+) -> Graph:
+    """Edges within ``cutoff`` (None: no cutoff) of a jax-md neighbour list; see the module docstring."""
+    N = position.shape[0]
+    centers, neighbors, is_sorted = candidate_pairs(neighbor, N)
+    ci = jnp.minimum(centers, N - 1)
+    nj = jnp.minimum(neighbors, N - 1)
+    valid = (centers < N) & (neighbors < N) & (centers != neighbors)
+    if node_mask is not None:
+        valid = valid & node_mask[ci] & node_mask[nj]
+
+    disp = functools.partial(displacement_fn, **displacement_kwargs)
+    vectors = jax.vmap(disp)(position[nj], position[ci])
+    d2 = jnp.sum(vectors**2, axis=-1)
+    keep = valid & (d2 > 0)
+    if cutoff is not None:
+        keep = keep & (d2 < cutoff**2)
+
+    overflow = jnp.zeros((), bool)
+    if capacity is not None:
+        selection, slot_mask, overflow = _compact(keep, capacity)
+        centers = jnp.where(slot_mask, centers[selection], N)
+        neighbors = jnp.where(slot_mask, neighbors[selection], N)
+        vectors = vectors[selection]
+        keep = slot_mask  # compaction keeps the order, so `is_sorted` still holds
+
+    stand_in = 2.0 * (cutoff if cutoff is not None else 1.0)
+    safe = jnp.zeros(3, position.dtype).at[-1].set(stand_in)
+    vectors = jnp.where(keep[:, None], vectors, safe[: vectors.shape[-1]])
+    distances = jnp.sqrt(jnp.sum(vectors**2, axis=-1))
+    return Graph(centers, neighbors, vectors, distances, keep, overflow, N, is_sorted)
+
+
+def count_edges(
+    displacement_fn: DisplacementFn, position, neighbor, cutoff: Optional[float], node_mask=None, **kwargs
+) -> int:
+    """Number of real edges (host integer), e.g. to size ``max_edges`` from a test structure."""
+    graph = build_graph(displacement_fn, jnp.asarray(position), neighbor, cutoff, node_mask, None, **kwargs)
+    return int(graph.num_edges)
+
+
+def capacity_from_test(num_edges: int, multiplier: float) -> int:
+    """Edge capacity from a test graph, as chemutils sizes ``max_edges``: ceil(edges × multiplier)."""
+    return max(1, int(math.ceil(num_edges * multiplier)))
+
+
+def pair_multiplicity(neighbor) -> float:
+    """c of SPEC §2.3 for long-range pair sums: 1 for ``OrderedSparse`` (each pair once), ½ otherwise (T4)."""
+    return 1.0 if neighbor_format(neighbor) == partition.NeighborListFormat.OrderedSparse else 0.5
+
+
+def segment_sum(data: jnp.ndarray, graph: Graph) -> jnp.ndarray:
+    """Σ of per-edge ``data`` onto the centres; entries with centre N (padding) are dropped."""
+    return jax.ops.segment_sum(data, graph.centers, graph.num_nodes, indices_are_sorted=graph.sorted)
+
+
+__all__ = [
+    "Graph",
+    "build_graph",
+    "candidate_pairs",
+    "count_edges",
+    "capacity_from_test",
+    "pair_multiplicity",
+    "segment_sum",
+]

@@ -1,0 +1,69 @@
+"""Initial node features: atom-type, total-charge and spin embeddings (SPEC §5).
+
+x⁰_i = (e^Z_i + e^Q_i + e^S_i) / √(number of embedding modules);  ε⁰_i = 0.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from so3krates_hk.precision import softplus32
+
+
+class AtomTypeEmbedding(hk.Module):
+    """e^Z_i = A[Z_i] (SPEC §5.1). A has ``num_species`` rows, indexed directly by species (SO3LR: by Z, 119 rows)."""
+
+    def __init__(self, num_species: int, num_features: int, name: Optional[str] = "atom_type_embedding"):
+        super().__init__(name=name)
+        self.num_species = num_species
+        self.num_features = num_features
+
+    def __call__(self, species: jnp.ndarray, dtype=jnp.float32) -> jnp.ndarray:
+        table = hk.get_parameter(
+            "embeddings", [self.num_species, self.num_features], dtype, init=hk.initializers.TruncatedNormal(1.0)
+        )
+        return table[species]
+
+
+class ChargeSpinEmbedding(hk.Module):
+    """SpookyNet-style embedding of one per-structure scalar ψ: the total charge Q or unpaired electrons S (SPEC §5.2).
+
+    1. σ(ψ) = 1 if ψ < 0 else 0 (−0.0 counts as non-negative; trap T3).
+    2. q_i = B[Z_i], k = Kt[σ], v = Vt[σ].
+    3. α_i = softplus(q_i · k / √F), **in float32** (SPEC §10, P3), and a_i = ψ α_i / Σ_j α_j over the real atoms.
+    4. u_i = a_i v;  e^ψ_i = u_i + silu(silu(u_i) G₀) G₁ (no biases).
+
+    For ψ = 0 the output is exactly 0.
+    """
+
+    def __init__(self, num_species: int, num_features: int, name: Optional[str] = None):
+        super().__init__(name=name)
+        self.num_species = num_species
+        self.num_features = num_features
+
+    def __call__(self, species: jnp.ndarray, psi: jnp.ndarray, node_mask: jnp.ndarray, dtype=jnp.float32):
+        F = self.num_features
+        init = hk.initializers.TruncatedNormal(1.0 / np.sqrt(F))
+        query = hk.get_parameter("query", [self.num_species, F], dtype, init=init)
+        key = hk.get_parameter("key", [2, F], dtype, init=init)
+        value = hk.get_parameter("value", [2, F], dtype, init=init)
+
+        psi = jnp.asarray(psi, dtype)
+        row = jnp.where(psi < 0, 1, 0)
+        # Float32 island (SPEC §10, P3): dot product, the float32 constant √F, softplus and the sum over atoms.
+        f32 = jnp.float32
+        logits = jnp.sum(query[species].astype(f32) * key[row].astype(f32), axis=-1) / np.float32(np.sqrt(F))
+        alpha = jnp.where(node_mask, softplus32(logits), f32(0))
+        total = jnp.sum(alpha)
+        total = jnp.where(total > 0, total, f32(1))
+        a = psi * alpha.astype(dtype) / total.astype(dtype)
+
+        u = a[:, None] * value[row].astype(dtype)
+        h = hk.Linear(F, with_bias=False, name="residual_layer_0")(jax.nn.silu(u))
+        h = hk.Linear(F, with_bias=False, name="residual_layer_1")(jax.nn.silu(h))
+        return u + h

@@ -1,0 +1,234 @@
+"""The models, as functions to call inside ``hk.transform``: they wire the layers and nothing more (SPEC §1, §9).
+
+    species, Graph ──► SO3krates (embeddings, T layers) ──► x, ε ──► heads ──► per-atom energies
+                                                                 └──► q, h ──► Coulomb, dispersion (SO3LR)
+
+Top-level module names give the parameter tree: ``so3krates/~/…`` (the transformer), ``energy_head``, and for SO3LR
+``partial_charges``, ``hirshfeld_ratios`` and ``zbl_repulsion``. A fine-tuned SO3LR tree therefore contains every
+leaf an SO3krates-only model needs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+import haiku as hk
+import jax.numpy as jnp
+import numpy as np
+
+from so3krates_hk.config import SO3kratesConfig
+from so3krates_hk.graph import Graph, segment_sum
+from so3krates_hk.layers.attention import EdgeFeatures
+from so3krates_hk.layers.block import SO3kratesLayer
+from so3krates_hk.layers.cutoff import get_cutoff_fn
+from so3krates_hk.layers.dense import get_activation
+from so3krates_hk.layers.embedding import AtomTypeEmbedding, ChargeSpinEmbedding
+from so3krates_hk.layers.harmonics import harmonics_dim, spherical_harmonics
+from so3krates_hk.layers.heads import EnergyHead, HirshfeldHead, PartialChargeHead
+from so3krates_hk.layers.radial import bernstein_basis
+from so3krates_hk.physics.dispersion import dispersion_pair_energy
+from so3krates_hk.physics.electrostatics import coulomb_pair_energy
+from so3krates_hk.physics.zbl import ZBLRepulsion
+
+
+class SO3kratesOutput(NamedTuple):
+    x: jnp.ndarray  # (N, F) invariant features after the last layer
+    ev: jnp.ndarray  # (N, Σ(2l+1)) equivariant features ε after the last layer
+    edges: EdgeFeatures  # the short-range edge geometry
+    intermediates: dict  # x_embed, x_layer{t}, ev_layer{t}, e_charge, e_spin
+
+
+def edge_features(graph: Graph, config: SO3kratesConfig, r_cutoff: float) -> EdgeFeatures:
+    """β, φ and Y on the short-range edges (SPEC §3); φ is 0 on masked edges, which silences them everywhere."""
+    d = graph.distances
+    cut = get_cutoff_fn(config.cutoff_fn)(d, r_cutoff) * graph.mask
+    return EdgeFeatures(
+        centers=graph.centers,
+        neighbors=graph.neighbors,
+        rbf=bernstein_basis(d, config.num_radial_basis_fn, config.bernstein_gamma),
+        cut=cut,
+        ylm=spherical_harmonics(graph.vectors, config.degrees),
+        num_nodes=graph.num_nodes,
+        sorted=graph.sorted,
+    )
+
+
+class SO3krates(hk.Module):
+    """The SO3krates transformer: initial embeddings (SPEC §5) and T interaction layers (§6)."""
+
+    def __init__(
+        self,
+        config: SO3kratesConfig,
+        num_species: int,
+        r_cutoff: float,
+        avg_num_neighbors: float,
+        name: Optional[str] = "so3krates",
+    ):
+        super().__init__(name=name)
+        self.config = config
+        self.num_species = num_species
+        self.r_cutoff = r_cutoff
+        self.avg_num_neighbors = avg_num_neighbors
+
+    def __call__(
+        self,
+        species: jnp.ndarray,
+        graph: Graph,
+        node_mask: jnp.ndarray,
+        total_charge: jnp.ndarray = 0.0,
+        num_unpaired_electrons: jnp.ndarray = 0.0,
+    ) -> SO3kratesOutput:
+        cfg = self.config
+        dtype = graph.vectors.dtype
+        edges = edge_features(graph, cfg, self.r_cutoff)
+        inter = {}
+
+        # §5.3: x⁰ = (e^Z + e^Q + e^S) / √(number of embeddings);  ε⁰ = 0.
+        embeddings = [AtomTypeEmbedding(self.num_species, cfg.num_features)(species, dtype).astype(dtype)]
+        if cfg.use_charge_embed:
+            e_q = ChargeSpinEmbedding(self.num_species, cfg.num_features, name="charge_embedding")(
+                species, total_charge, node_mask, dtype
+            )
+            embeddings.append(e_q)
+            inter["e_charge"] = e_q
+        if cfg.use_spin_embed:
+            e_s = ChargeSpinEmbedding(self.num_species, cfg.num_features, name="spin_embedding")(
+                species, num_unpaired_electrons, node_mask, dtype
+            )
+            embeddings.append(e_s)
+            inter["e_spin"] = e_s
+        x = sum(embeddings) / np.sqrt(len(embeddings))
+        ev = jnp.zeros((x.shape[0], harmonics_dim(cfg.degrees)), dtype)
+        inter["x_embed"] = x
+
+        activation = get_activation(cfg.activation_fn)
+        for t in range(cfg.num_layers):
+            x, ev = SO3kratesLayer(
+                cfg.num_features,
+                cfg.num_heads,
+                cfg.degrees,
+                self.avg_num_neighbors,
+                activation,
+                layer_norm_1=cfg.layer_normalization_1,
+                layer_norm_2=cfg.layer_normalization_2,
+                residual_mlp_1=cfg.residual_mlp_1,
+                residual_mlp_2=cfg.residual_mlp_2,
+                name=f"layers_{t}",
+            )(x, ev, edges)
+            inter[f"x_layer{t}"] = x
+            inter[f"ev_layer{t}"] = ev
+        return SO3kratesOutput(x, ev, edges, inter)
+
+
+def energy_head(config: SO3kratesConfig, num_species: int, x: jnp.ndarray, species: jnp.ndarray) -> jnp.ndarray:
+    """E^nn_i (SPEC §7.1)."""
+    return EnergyHead(
+        num_species,
+        config.energy_regression_dim,
+        get_activation(config.energy_activation_fn),
+        config.energy_learn_atomic_type_scales,
+        config.energy_learn_atomic_type_shifts,
+    )(x, species)
+
+
+def so3krates_energy(
+    config: SO3kratesConfig,
+    num_species: int,
+    r_cutoff: float,
+    avg_num_neighbors: float,
+    species: jnp.ndarray,
+    graph: Graph,
+    node_mask: jnp.ndarray,
+    total_charge=0.0,
+    num_unpaired_electrons=0.0,
+) -> tuple[jnp.ndarray, dict]:
+    """Per-atom SO3krates energies (zero on masked atoms) and a dict of everything computed on the way."""
+    feats = SO3krates(config, num_species, r_cutoff, avg_num_neighbors)(
+        species, graph, node_mask, total_charge, num_unpaired_electrons
+    )
+    e = jnp.where(node_mask, energy_head(config, num_species, feats.x, species), 0.0)
+    return e, dict(feats.intermediates, x=feats.x, ev=feats.ev, energy_nn=e)
+
+
+class LongRangePairs(NamedTuple):
+    """Long-range pairs (SPEC §2.3): the graph and its multiplicity c (1 each pair once, ½ both directions)."""
+
+    graph: Graph
+    multiplicity: float
+
+
+# SO3LR's parameter tables: the atom-type, charge and spin query tables have 119 rows indexed by Z; the charge
+# bias and Hirshfeld tables have 100 (trap T16).
+SO3LR_NUM_SPECIES = 119
+SO3LR_HEAD_SPECIES = 100
+
+
+def so3lr_energy(
+    config: SO3kratesConfig,
+    r_cutoff: float,
+    avg_num_neighbors: float,
+    atomic_numbers: jnp.ndarray,
+    graph: Graph,
+    lr: Optional[LongRangePairs],
+    node_mask: jnp.ndarray,
+    total_charge,
+    num_unpaired_electrons,
+    zbl: bool = True,
+    electrostatics: bool = True,
+    dispersion: bool = True,
+    lr_cutoff: Optional[float] = 12.0,
+    dispersion_damping: float = 2.0,
+    electrostatic_energy_scale: float = 4.0,
+    dispersion_energy_scale: float = 1.2,
+) -> tuple[jnp.ndarray, dict]:
+    """Per-atom SO3LR energies E_i = E^nn + E^zbl + E^el + E^disp (SPEC §9.1), and all components."""
+    Z = atomic_numbers
+    dtype = graph.vectors.dtype
+    feats = SO3krates(config, SO3LR_NUM_SPECIES, r_cutoff, avg_num_neighbors)(
+        Z, graph, node_mask, total_charge, num_unpaired_electrons
+    )
+    x = feats.x
+    act = get_activation(config.energy_activation_fn)
+    zeros = jnp.zeros(Z.shape, dtype)
+
+    e_nn = jnp.where(node_mask, energy_head(config, SO3LR_NUM_SPECIES, x, Z), 0.0)
+    q = PartialChargeHead(SO3LR_HEAD_SPECIES, act)(x, Z, jnp.asarray(total_charge, dtype), node_mask)
+    h = HirshfeldHead(SO3LR_HEAD_SPECIES, act)(x, Z, node_mask)
+
+    e_zbl = zeros
+    if zbl:
+        last = Z.shape[0] - 1
+        i, j = jnp.minimum(graph.centers, last), jnp.minimum(graph.neighbors, last)
+        pair = ZBLRepulsion()(graph.distances, Z[i], Z[j], feats.edges.cut)
+        e_zbl = segment_sum(pair, graph)
+
+    e_el, e_disp = zeros, zeros
+    if lr is not None and (electrostatics or dispersion):
+        g = lr.graph
+        N = Z.shape[0]
+        i, j = jnp.minimum(g.centers, N - 1), jnp.minimum(g.neighbors, N - 1)
+        if electrostatics:
+            pair = coulomb_pair_energy(
+                g.distances, q[i], q[j], lr_cutoff, electrostatic_energy_scale, lr.multiplicity
+            )
+            e_el = segment_sum(jnp.where(g.mask, pair, 0.0), g)
+        if dispersion:
+            pair = dispersion_pair_energy(
+                g.distances, Z[i], Z[j], h[i], h[j], g.mask, lr_cutoff, dispersion_damping,
+                dispersion_energy_scale, lr.multiplicity,
+            )  # fmt: skip
+            e_disp = segment_sum(pair, g)
+
+    e = jnp.where(node_mask, e_nn + e_zbl + e_el + e_disp, 0.0)
+    out = dict(
+        feats.intermediates,
+        x=x,
+        ev=feats.ev,
+        energy_nn=e_nn,
+        energy_zbl=e_zbl,
+        energy_elec=e_el,
+        energy_disp=e_disp,
+        partial_charges=q,
+        hirshfeld_ratios=h,
+    )
+    return e, out
