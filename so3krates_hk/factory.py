@@ -51,9 +51,16 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
 
 
-def _finish(per_atom: jnp.ndarray, aux: dict, overflow, mode: str, per_particle: bool):
-    """NaN on edge overflow; then the scalar, the per-atom vector, or the dict of ``mode="all"``."""
-    per_atom = jnp.where(overflow, jnp.nan, per_atom)
+def _finish(per_atom: jnp.ndarray, aux: dict, position, node_mask, overflow, mode: str, per_particle: bool):
+    """Poison the result on edge overflow or non-finite positions; then return the scalar, the per-atom vector, or
+    the dict of ``mode="all"``.
+
+    Inside jit these cannot raise, and a NaN position would otherwise only silence that atom's edges (its distances
+    fail every cutoff test). Multiplying by NaN, rather than selecting NaN, makes the forces NaN too.
+    """
+    finite = jnp.all(jnp.isfinite(position) | ~node_mask[:, None])
+    poison = jnp.where(overflow | ~finite, jnp.nan, 1.0).astype(per_atom.dtype)
+    per_atom = per_atom * poison
     energy = jnp.sum(per_atom)
     if mode == "all":
         return dict(aux, energy=energy, per_atom_energy=per_atom, edge_overflow=overflow)
@@ -131,7 +138,7 @@ def so3krates_neighborlist_pp(
             config, n_species, r_cutoff, avg_num_neighbors, species, graph, node_mask, total_charge, num_unpaired
         )
         aux["num_edges"] = graph.num_edges
-        return _finish(per_atom, aux, graph.overflow, mode, per_particle)
+        return _finish(per_atom, aux, position, node_mask, graph.overflow, mode, per_particle)
 
     transformed = hk.without_apply_rng(hk.transform(model))
     init_jit, apply_jit = jax.jit(transformed.init), jax.jit(transformed.apply)
@@ -238,7 +245,7 @@ def so3lr_neighborlist_pp(
             dispersion_energy_scale=dispersion_energy_scale,
         )  # fmt: skip
         aux["num_edges"] = graph.num_edges
-        return _finish(per_atom, aux, graph.overflow, mode, per_particle)
+        return _finish(per_atom, aux, position, node_mask, graph.overflow, mode, per_particle)
 
     transformed = hk.without_apply_rng(hk.transform(model))
     init_jit, apply_jit = jax.jit(transformed.init), jax.jit(transformed.apply)
@@ -275,3 +282,70 @@ def so3lr_neighborlist_pp(
     init_fn.config = apply_fn.config = config
     apply_fn.max_edges = max_edges
     return init_fn, apply_fn
+
+
+def so3lr_to_jax_md(
+    displacement: Callable,
+    box_size,
+    species,
+    *,
+    params: Optional[dict] = None,
+    r_cutoff: float = 4.5,
+    lr_cutoff: float = 12.0,
+    dr_threshold: float = 0.5,
+    capacity_multiplier: float = 1.25,
+    fractional_coordinates: bool = False,
+    disable_cell_list: bool = False,
+    total_charge: float = 0.0,
+    num_unpaired_electrons: float = 0.0,
+    positions_test: Optional[jnp.ndarray] = None,
+    **so3lr_kwargs: Any,
+) -> tuple[Any, Any, Callable]:
+    """Pretrained SO3LR bound into a jax-md energy, with the two neighbour-list functions it needs.
+
+    Returns ``(neighbor_fn, neighbor_fn_lr, energy_fn)``: jax-md ``Sparse`` (short range, ``r_cutoff``) and
+    ``OrderedSparse`` (long range, ``lr_cutoff``) neighbour-list functions, and
+    ``energy_fn(position, neighbor, neighbor_lr, **kwargs)`` with the weights, species, charge and spin bound.
+    ``params=None`` uses the shipped pretrained weights. MD in five lines::
+
+        neighbor_fn, neighbor_fn_lr, energy_fn = so3lr_to_jax_md(displacement, box, Z)
+        nbrs, nbrs_lr = neighbor_fn.allocate(R), neighbor_fn_lr.allocate(R)
+        init, step = jax_md.simulate.nvt_langevin(energy_fn, shift, dt=0.5e-3 * units.fs, kT=kT)  # your units
+        state = init(key, R, neighbor=nbrs, neighbor_lr=nbrs_lr)
+        state = step(state, neighbor=nbrs.update(state.position), neighbor_lr=nbrs_lr.update(state.position))
+
+    (Check ``nbrs.did_buffer_overflow`` and re-allocate, or use ``so3krates_hk.md`` which does it for you.)
+    ``positions_test`` sizes the short-range edge capacity to the real edges (dropping skin pairs before the
+    network runs); the energy is then NaN if a later structure has more edges than that (see the module docstring).
+    """
+    if params is None:
+        from so3krates_hk import pretrained
+
+        params, kwargs = pretrained.so3lr()
+        for key, value in kwargs.items():
+            so3lr_kwargs.setdefault(key, value)
+        so3lr_kwargs.pop("r_cutoff", None)
+        so3lr_kwargs.pop("lr_cutoff", None)
+    params = jax.tree_util.tree_map(jnp.asarray, params)
+    lists = dict(
+        dr_threshold=dr_threshold,
+        capacity_multiplier=capacity_multiplier,
+        fractional_coordinates=fractional_coordinates,
+        disable_cell_list=disable_cell_list,
+    )
+    neighbor_fn = partition.neighbor_list(displacement, box_size, r_cutoff, format=partition.Sparse, **lists)
+    neighbor_fn_lr = partition.neighbor_list(displacement, box_size, lr_cutoff, format=partition.OrderedSparse, **lists)
+    test = {}
+    if positions_test is not None:
+        test = dict(positions_test=positions_test, neighbor_test=neighbor_fn.allocate(positions_test))
+    _, apply_fn = so3lr_neighborlist_pp(
+        displacement, r_cutoff=r_cutoff, lr_cutoff=lr_cutoff, lr_neighbor_format="ordered", **test, **so3lr_kwargs
+    )
+    species = jnp.asarray(species, jnp.int32)
+
+    def energy_fn(position, neighbor, neighbor_lr, **kwargs):
+        return apply_fn(
+            params, position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, **kwargs
+        )
+
+    return neighbor_fn, neighbor_fn_lr, energy_fn

@@ -34,6 +34,9 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[str]:
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix or os.path.splitext(path)[1], dir=directory)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the permissions a plain open() would
     try:
         yield tmp
         os.replace(tmp, path)

@@ -97,7 +97,7 @@ class SO3krates(hk.Module):
             )
             embeddings.append(e_s)
             inter["e_spin"] = e_s
-        x = sum(embeddings) / np.sqrt(len(embeddings))
+        x = sum(embeddings) / float(np.sqrt(len(embeddings)))
         ev = jnp.zeros((x.shape[0], harmonics_dim(cfg.degrees)), dtype)
         inter["x_embed"] = x
 

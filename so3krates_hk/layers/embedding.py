@@ -48,7 +48,7 @@ class ChargeSpinEmbedding(hk.Module):
 
     def __call__(self, species: jnp.ndarray, psi: jnp.ndarray, node_mask: jnp.ndarray, dtype=jnp.float32):
         F = self.num_features
-        init = hk.initializers.TruncatedNormal(1.0 / np.sqrt(F))
+        init = hk.initializers.TruncatedNormal(float(1.0 / np.sqrt(F)))
         query = hk.get_parameter("query", [self.num_species, F], dtype, init=init)
         key = hk.get_parameter("key", [2, F], dtype, init=init)
         value = hk.get_parameter("value", [2, F], dtype, init=init)

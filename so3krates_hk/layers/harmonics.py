@@ -59,7 +59,7 @@ def degree_contraction(v: jnp.ndarray, degrees: Degrees = (1, 2, 3, 4)) -> jnp.n
     start = 0
     for l in degrees:
         stop = start + 2 * l + 1
-        out.append(jnp.sum(v[..., start:stop] ** 2, axis=-1) / np.sqrt(2 * l + 1))
+        out.append(jnp.sum(v[..., start:stop] ** 2, axis=-1) / float(np.sqrt(2 * l + 1)))
         start = stop
     return jnp.stack(out, axis=-1)
 

@@ -87,5 +87,5 @@ class HirshfeldHead(hk.Module):
         init = hk.initializers.TruncatedNormal(1.0)
         shift = hk.get_parameter("ratio_shift", [self.num_species, 1], x.dtype, init=jnp.ones)
         query = hk.get_parameter("ratio_query", [self.num_species, A], x.dtype, init=init)
-        h = jnp.abs(shift[species, 0] + jnp.sum(query[species] * k, axis=-1) / np.sqrt(A))
+        h = jnp.abs(shift[species, 0] + jnp.sum(query[species] * k, axis=-1) / float(np.sqrt(A)))
         return jnp.where(node_mask, h, 0.0)

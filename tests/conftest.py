@@ -1,0 +1,9 @@
+"""Test setup: float64 is enabled for the whole session (float32 tests use float32 arrays explicitly)."""
+
+import os
+import sys
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+sys.path.insert(0, os.path.dirname(__file__))
