@@ -8,6 +8,11 @@
   makes ``nbrs.did_buffer_overflow`` ambiguous. Both versions are patched so that the function returns a scalar
   "is malformed" flag, which is what the call site records.
 
+* chemtrain's ``jax_md_mod`` replaces ``jax_md.partition.PartitionError`` by its own class when it is first
+  imported. A neighbour list allocated before that import carries the old class, and its ``update`` inside chemtrain
+  then fails with "true_fun and false_fun output must have same type structure". When chemtrain is installed we
+  therefore import ``jax_md_mod`` first, so every list is built with the class chemtrain will use.
+
 Import ``jax_md`` through this module (``from so3krates_hk._compat import jax_md``) so the shims run first.
 """
 
@@ -18,6 +23,11 @@ import jax.numpy as jnp
 
 if not hasattr(jax.random, "KeyArray"):
     jax.random.KeyArray = jax.Array
+
+try:  # chemtrain's patches (see above) must precede any neighbour list
+    import jax_md_mod  # noqa: F401
+except ImportError:
+    pass
 
 import jax_md  # noqa: E402
 from jax_md import partition  # noqa: E402

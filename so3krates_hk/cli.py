@@ -19,6 +19,24 @@ def _example(args) -> int:
     return example.run(args.molecule)
 
 
+def _train(args) -> int:
+    from so3krates_hk.training import train
+    from so3krates_hk.training.config import load_config
+
+    cfg = load_config(args.config)
+    metrics = train.run(cfg, resume=args.resume, progress=not args.no_progress, output=args.output)
+    md = metrics.get("md")
+    return 0 if md is None or md["stable"] else 1
+
+
+def _finetune(args) -> int:
+    from so3krates_hk.training import finetune
+
+    cfg = finetune.load_finetune_config(args.config)
+    metrics = finetune.run(cfg, progress=not args.no_progress, output=args.output)
+    return 0 if metrics["frozen_bit_identical"] and metrics["export_reload_matches"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="so3krates-hk", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -29,6 +47,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="report parity on the bundled reference structures")
     p.add_argument("--float32", action="store_true", help="with --check: also report float32 errors")
     p.set_defaults(func=_convert)
+
+    p = sub.add_parser("train", help="CG force matching with chemtrain, then CG MD (see configs/cg_chignolin.yaml)")
+    p.add_argument("--config", required=True, help="YAML config")
+    p.add_argument("--output", help="output directory (overrides output.directory)")
+    p.add_argument("--resume", action="store_true", help="continue from the output directory's checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("finetune", help="fine-tune pretrained SO3LR on an extended-XYZ set (chemtrain)")
+    p.add_argument("--config", required=True, help="YAML config (see configs/finetune_aspirin.yaml)")
+    p.add_argument("--output", help="output directory (overrides output.directory)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_finetune)
 
     p = sub.add_parser("example", help="evaluate pretrained SO3LR on a bundled molecule and a random CG model")
     p.add_argument("--molecule", default="dha", choices=["atat", "dha", "bb"])

@@ -67,6 +67,19 @@ def _finish(per_atom: jnp.ndarray, aux: dict, position, node_mask, overflow, mod
     return per_atom if per_particle else energy
 
 
+def _edge_counter(displacement, r_cutoff: float) -> Callable:
+    """``count_edges(position, neighbor, mask=None, **kwargs)``: the real short-range edges of a structure, jittable.
+
+    Compare it with ``apply_fn.max_edges`` to detect (or anticipate) an edge-capacity overflow, e.g. in an MD loop.
+    """
+
+    def real_edges(position, neighbor, mask=None, **kwargs):
+        node_mask = None if mask is None else jnp.asarray(mask).astype(bool)
+        return build_graph(displacement, position, neighbor, r_cutoff, node_mask, None, **kwargs).num_edges
+
+    return real_edges
+
+
 def _test_graph_stats(displacement, r_cutoff, positions_test, neighbor_test):
     if (positions_test is None) != (neighbor_test is None):
         raise ValueError("Pass positions_test and neighbor_test together (or neither).")
@@ -160,6 +173,7 @@ def so3krates_neighborlist_pp(
     init_fn.config = apply_fn.config = config
     apply_fn.max_edges = max_edges
     apply_fn.avg_num_neighbors = avg_num_neighbors
+    apply_fn.count_edges = _edge_counter(displacement, r_cutoff)
     return init_fn, apply_fn
 
 
@@ -281,6 +295,7 @@ def so3lr_neighborlist_pp(
 
     init_fn.config = apply_fn.config = config
     apply_fn.max_edges = max_edges
+    apply_fn.count_edges = _edge_counter(displacement, r_cutoff)
     return init_fn, apply_fn
 
 

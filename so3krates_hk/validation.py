@@ -121,6 +121,101 @@ def check_charge_spin(atomic_numbers, total_charge, num_unpaired_electrons, mask
             )
 
 
+MIN_DISTANCE = 0.1  # Å; closer pairs are treated as overlapping atoms (a broken structure, not physics)
+
+
+def perpendicular_widths(cell) -> np.ndarray:
+    """Perpendicular widths of the cell whose rows are the lattice vectors a, b, c (ASE's ``atoms.cell``): the
+    distance between the two faces spanned by the other two vectors, w_a = V / |b × c| (and cyclically)."""
+    cell = np.asarray(cell, dtype=np.float64)
+    volume = abs(float(np.linalg.det(cell)))
+    areas = np.linalg.norm(np.cross(cell[[1, 2, 0]], cell[[2, 0, 1]]), axis=1)
+    return volume / np.maximum(areas, np.finfo(np.float64).tiny)
+
+
+def check_cell(cell) -> np.ndarray:
+    """cell must be a finite, non-singular (3, 3) matrix (rows: lattice vectors, Å); returns it as float64."""
+    if np.shape(cell) != (3, 3):
+        raise InputError(f"cell must have shape (3, 3) (rows are the lattice vectors); got {np.shape(cell)}.")
+    cell = np.asarray(cell, dtype=np.float64)
+    if not np.isfinite(cell).all():
+        raise InputError(f"cell has non-finite entries: {cell.tolist()}.")
+    if abs(float(np.linalg.det(cell))) < 1e-6:
+        raise InputError(f"cell is singular (volume {float(np.linalg.det(cell)):.3g} Å³): {cell.tolist()}.")
+    return cell
+
+
+def check_minimum_image(cell, cutoff: float, pbc=(True, True, True), what: str = "cutoff") -> np.ndarray:
+    """A periodic cell must be at least 2·cutoff wide (perpendicular width) along every periodic lattice vector.
+
+    Only then does every pair within the cutoff have exactly one periodic image within it, and the fractional
+    minimum-image displacement of jax-md (``space.periodic``/``periodic_general``) finds it; a narrower cell makes
+    pair sums miss images or count them once instead of several times, silently. Returns the widths.
+    """
+    cell = check_cell(cell)
+    widths = perpendicular_widths(cell)
+    pbc = np.broadcast_to(np.asarray(pbc, bool), (3,))
+    for axis in range(3):
+        if pbc[axis] and widths[axis] < 2.0 * cutoff:
+            raise InputError(
+                f"The periodic cell is too small for the {what} of {cutoff:g} Å: its perpendicular width along "
+                f"lattice vector {'abc'[axis]} is {widths[axis]:.4g} Å < 2 × {cutoff:g} Å, so the minimum-image "
+                f"convention would be wrong. Use a supercell (e.g. atoms.repeat), or a smaller {what}."
+            )
+    return widths
+
+
+def check_min_distance(position, min_distance: float = MIN_DISTANCE, cell=None, pbc=None, pairs=None) -> None:
+    """No two atoms may be closer than ``min_distance`` (Å); the error names the closest pair and its distance.
+
+    Args:
+        position: (N, 3) Cartesian positions, Å (concrete).
+        cell, pbc: for periodic directions, the minimum-image distance is used (rows of ``cell`` are the lattice
+            vectors; valid when ``check_minimum_image`` holds for ``min_distance``, which any real cell satisfies).
+        pairs: optional (i, j) index arrays restricting the check to these pairs, e.g. the entries of a neighbour
+            list whose cutoff exceeds ``min_distance`` (O(edges)); entries ≥ N (padding) and i = j are ignored.
+            Without it every pair is checked, O(N²) time in O(N) memory chunks.
+    """
+    R = np.asarray(position, dtype=np.float64)
+    N = check_position(R)
+    periodic = None
+    if cell is not None and pbc is not None and np.any(pbc):
+        cell = check_cell(cell)
+        periodic = (cell, np.linalg.inv(cell), np.broadcast_to(np.asarray(pbc, bool), (3,)))
+
+    def distances(d):
+        if periodic is not None:
+            c, inv, p = periodic
+            f = d @ inv
+            f = np.where(p, f - np.round(f), f)
+            d = f @ c
+        return np.sqrt(np.sum(d * d, axis=-1))
+
+    best = (np.inf, -1, -1)
+    if pairs is not None:
+        i, j = (np.asarray(a, dtype=np.int64).reshape(-1) for a in pairs)
+        keep = (i < N) & (j < N) & (i != j)
+        i, j = i[keep], j[keep]
+        if i.size:
+            d = distances(R[j] - R[i])
+            k = int(np.argmin(d))
+            best = (float(d[k]), int(min(i[k], j[k])), int(max(i[k], j[k])))
+    else:
+        chunk = max(1, (1 << 21) // max(N, 1))
+        for a in range(0, N - 1, chunk):
+            rows = np.arange(a, min(a + chunk, N - 1))
+            d = distances(R[None, :, :] - R[rows, None, :])
+            d[np.arange(N)[None, :] <= rows[:, None]] = np.inf  # each pair once, no self pairs
+            k = np.unravel_index(int(np.argmin(d)), d.shape)
+            if d[k] < best[0]:
+                best = (float(d[k]), int(rows[k[0]]), int(k[1]))
+    if best[0] < min_distance:
+        raise InputError(
+            f"atoms {best[1]} and {best[2]} are {best[0]:.4g} Å apart, closer than {min_distance:g} Å: "
+            "overlapping atoms (a duplicated atom, or wrong units?)."
+        )
+
+
 def validate_structure(
     position,
     species=None,

@@ -1,0 +1,1 @@
+"""Training with chemtrain: CG priors, YAML configs, the force-matching job, the users' model slot, fine-tuning."""

@@ -1,0 +1,175 @@
+"""SO3krates in the users' model slot: the one class interface their framework holds Allegro and MACE behind.
+
+    model = SO3kratesModel(config, R0, box, species, N_max)
+    params = model.initialize_params(rng_key)
+    E = model.compute_energy(params, R, mask, species, neighbor=None)
+    E, F = model.compute_energy_and_forces(params, R, mask, species, neighbor=None)
+    model.initial_neighbors, model.displacement, model.nneigh_fn      # jax-md Dense neighbour list function
+
+``config`` is the nested dict of their YAML. The keys read, and what they mean here:
+
+| their key                  | ours                                   | note                                            |
+|----------------------------|----------------------------------------|-------------------------------------------------|
+| ``model.cutoff``           | ``r_cutoff``                           | short-range cutoff, units of R                  |
+| ``model.dr_threshold``     | neighbour-list skin (``dr_threshold``) |                                                 |
+| ``model.so3lr.num_layers`` | ``num_layers``                         |                                                 |
+| ``model.so3lr.hidden_features`` | ``num_features``                  |                                                 |
+| ``model.so3lr.num_heads``  | ``num_heads``                          | must divide hidden_features                     |
+| ``model.so3lr.max_degree`` | ``degrees = (1, …, max_degree)``       | ``max_degree: 4`` means degrees 1, 2, 3, 4      |
+| ``model.so3lr.n_radial_basis`` | ``num_radial_basis_fn``            | Bernstein basis functions                        |
+| ``model.so3lr.use_lr``     | SO3LR physics on (``true``) / off      | ``false``: short-range SO3krates alone          |
+| ``model.so3lr.lr_cutoff``  | ``lr_cutoff``                          | long-range cutoff (only with ``use_lr``)         |
+
+Optional extra keys under ``model.so3lr``: ``bernstein_gamma``, ``avg_num_neighbors``, and any other
+``SO3kratesConfig`` field under ``model.so3lr.hyperparameters``. Unknown keys are an error.
+
+With ``use_lr: false`` species are CG bead types 0…n−1 (``n_species`` = max(species)+1 unless
+``model.so3lr.n_species`` is given). With ``use_lr: true`` the model is the full SO3LR (ZBL, damped Coulomb from
+predicted charges, Hirshfeld-scaled dispersion), so species must be atomic numbers Z and positions Å; the long-range
+neighbour list (jax-md Dense, ``lr_cutoff``) is kept inside the class and updated from ``R`` on every call.
+
+Box: None → free space; a scalar or a length-3 vector → ``space.periodic``; a 3×3 matrix → ``space.periodic_general``
+with Cartesian positions. ``N_max`` particles, of which ``mask`` marks the real ones; padded particles contribute
+exactly zero.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from so3krates_hk._compat import jax_md, partition
+from so3krates_hk.factory import SO3LR_AVG_NUM_NEIGHBORS, so3krates_neighborlist_pp, so3lr_neighborlist_pp
+from so3krates_hk.training.config import ConfigError
+
+SO3LR_KEYS = {"num_layers", "hidden_features", "num_heads", "max_degree", "n_radial_basis", "use_lr", "lr_cutoff",
+              "bernstein_gamma", "avg_num_neighbors", "n_species", "hyperparameters"}  # fmt: skip
+MODEL_KEYS = {"cutoff", "dr_threshold", "so3lr"}
+REQUIRED = ("num_layers", "hidden_features", "num_heads", "max_degree", "n_radial_basis")
+
+
+def _get(mapping: Mapping, key: str, where: str, kind=None, default=Ellipsis):
+    if key not in mapping:
+        if default is Ellipsis:
+            raise ConfigError(f"Missing key {where}.{key}.")
+        return default
+    value = mapping[key]
+    if kind is not None and (isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)):
+        raise ConfigError(f"{where}.{key} must be {getattr(kind, '__name__', kind)}; got {value!r}.")
+    return value
+
+
+class SO3kratesModel:
+    """SO3krates (or SO3LR with ``use_lr``) behind the users' backbone interface; see the module docstring."""
+
+    def __init__(self, config: Mapping[str, Any], R0, box, species, N_max: int):
+        model_cfg = _get(config, "model", "config", Mapping)
+        unknown = sorted(set(model_cfg) - MODEL_KEYS)
+        if unknown:
+            raise ConfigError(f"Unknown key(s) {unknown} in model; valid: {sorted(MODEL_KEYS)}.")
+        so3 = _get(model_cfg, "so3lr", "model", Mapping)
+        unknown = sorted(set(so3) - SO3LR_KEYS)
+        if unknown:
+            raise ConfigError(f"Unknown key(s) {unknown} in model.so3lr; valid: {sorted(SO3LR_KEYS)}.")
+        self.cutoff = float(_get(model_cfg, "cutoff", "model", (int, float)))
+        self.dr_threshold = float(_get(model_cfg, "dr_threshold", "model", (int, float), 0.0))
+        for key in REQUIRED:
+            _get(so3, key, "model.so3lr", int)
+        self.use_lr = bool(_get(so3, "use_lr", "model.so3lr", bool, False))
+        self.lr_cutoff = float(_get(so3, "lr_cutoff", "model.so3lr", (int, float), 12.0))
+        hyper = dict(_get(so3, "hyperparameters", "model.so3lr", Mapping, {}))
+        hyper.update(
+            num_layers=so3["num_layers"],
+            num_features=so3["hidden_features"],
+            num_heads=so3["num_heads"],
+            degrees=tuple(range(1, so3["max_degree"] + 1)),
+            num_radial_basis_fn=so3["n_radial_basis"],
+        )
+        if "bernstein_gamma" in so3:
+            hyper["bernstein_gamma"] = float(so3["bernstein_gamma"])
+        self.hyperparameters = hyper
+
+        R0 = jnp.asarray(R0)
+        if R0.shape != (N_max, 3):
+            raise ConfigError(f"R0 must have shape (N_max, 3) = ({N_max}, 3); got {R0.shape}.")
+        self.N_max = int(N_max)
+        self.species = jnp.asarray(species, jnp.int32)
+        self.box = None if box is None else jnp.asarray(box)
+        if self.box is None:
+            self._displacement, self._shift = jax_md.space.free()
+            list_box, cell_list = 1.0, False
+        elif self.box.ndim == 2:
+            self._displacement, self._shift = jax_md.space.periodic_general(self.box, fractional_coordinates=False)
+            list_box, cell_list = self.box, True
+        else:
+            self._displacement, self._shift = jax_md.space.periodic(self.box)
+            list_box, cell_list = self.box, True
+        lists = dict(dr_threshold=self.dr_threshold, format=partition.Dense, disable_cell_list=not cell_list)
+        if self.box is not None and self.box.ndim == 2:
+            lists["fractional_coordinates"] = False
+        self._nneigh_fn = partition.neighbor_list(self._displacement, list_box, self.cutoff, **lists)
+        self._initial_neighbors = self._nneigh_fn.allocate(R0)
+
+        if self.use_lr:
+            avg = float(so3.get("avg_num_neighbors", SO3LR_AVG_NUM_NEIGHBORS))
+            self._lr_fn = partition.neighbor_list(self._displacement, list_box, self.lr_cutoff, **lists)
+            self._initial_lr = self._lr_fn.allocate(R0)
+            self._init, self._apply = so3lr_neighborlist_pp(
+                self._displacement, r_cutoff=self.cutoff, lr_cutoff=self.lr_cutoff, lr_neighbor_format="dense",
+                avg_num_neighbors=avg, **hyper,
+            )  # fmt: skip
+        else:
+            n_species = int(so3.get("n_species", int(np.max(np.asarray(species))) + 1))
+            self.n_species = n_species
+            kwargs = dict(n_species=n_species, **hyper)
+            if "avg_num_neighbors" in so3:
+                kwargs["avg_num_neighbors"] = float(so3["avg_num_neighbors"])
+            else:
+                kwargs.update(positions_test=R0, neighbor_test=self._initial_neighbors)
+            self._init, self._apply = so3krates_neighborlist_pp(self._displacement, self.cutoff, **kwargs)
+
+    # ------------------------------------------------------------------------------------------------ properties
+    @property
+    def initial_neighbors(self):
+        """The jax-md Dense neighbour list allocated on R0."""
+        return self._initial_neighbors
+
+    @property
+    def displacement(self):
+        return self._displacement
+
+    @property
+    def shift(self):
+        return self._shift
+
+    @property
+    def nneigh_fn(self):
+        """The jax-md Dense neighbour list function (``allocate``/``update``), cutoff ``model.cutoff``."""
+        return self._nneigh_fn
+
+    # ------------------------------------------------------------------------------------------------ methods
+    def initialize_params(self, rng_key) -> dict:
+        R0 = self._initial_neighbors.reference_position
+        if self.use_lr:
+            return self._init(rng_key, R0, self._initial_neighbors, self._initial_lr, self.species)
+        return self._init(rng_key, R0, self._initial_neighbors, species=self.species)
+
+    def compute_energy(self, params, R, mask=None, species=None, neighbor=None, **kwargs):
+        """Total energy; ``neighbor=None`` updates the initial list from ``R`` (jittable)."""
+        species = self.species if species is None else species
+        if neighbor is None:
+            neighbor = self._initial_neighbors.update(R)
+        if self.use_lr:
+            lr = self._initial_lr.update(R)
+            return self._apply(params, R, neighbor, lr, species, mask=mask, **kwargs)
+        return self._apply(params, R, neighbor, species=species, mask=mask, **kwargs)
+
+    def compute_energy_and_forces(self, params, R, mask=None, species=None, neighbor=None, **kwargs):
+        """(energy, forces = −∂E/∂R)."""
+        energy, grad = jax.value_and_grad(
+            lambda r: self.compute_energy(params, r, mask, species, neighbor, **kwargs)
+        )(R)
+        return energy, -grad
