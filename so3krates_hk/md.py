@@ -134,8 +134,10 @@ class Simulation:
         energy_fn, count_fn = self.potential.build(self.potential.max_edges)
         kw = self.energy_kwargs
 
-        def energy(position, **nbrs):
-            return energy_fn(position, **nbrs, **kw)
+        names = tuple(self.neighbor_fns)
+
+        def energy(position, **kwargs):  # integrators also pass their own keywords (e.g. kT): keep the lists only
+            return energy_fn(position, **{k: kwargs[k] for k in names}, **kw)
 
         if s.ensemble == "nve":
             init, step = jax_md.simulate.nve(energy, self.shift_fn, s.dt)

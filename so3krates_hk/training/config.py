@@ -7,7 +7,7 @@ Sections of ``so3krates-hk train`` (see ``configs/cg_chignolin.yaml``):
     model:     r_cutoff, dr_threshold, hyperparameters (any SO3kratesConfig field)
     priors:    bonds, angles, repulsion, bond_cutoff, repulsion_exponent
     training:  epochs, batch_size, learning_rate, final_learning_rate, gradient_clip, force_weight, seed,
-               checkpoint_every
+               checkpoint_every, scale_energy_by_force_rms
     md:        replicas, steps, dt_fs, friction_per_ps, temperature, record_every, block, bead_mass
     output:    directory
 """
@@ -60,6 +60,7 @@ class TrainingConfig:
     force_weight: float = 1.0
     seed: int = 0
     checkpoint_every: int = 1  # epochs
+    scale_energy_by_force_rms: bool = True  # initial per-species energy scale = RMS of the training forces
 
 
 @dataclasses.dataclass(frozen=True)

@@ -95,6 +95,10 @@ class ForceMatchingRun:
         self.steps_per_epoch = train.num_frames // self.batch_size
         self.optimizer = make_optimizer(cfg, self.steps_per_epoch)
         params = model.init_params(jax.random.PRNGKey(t.seed))
+        if t.scale_energy_by_force_rms and "energy_head" in params and "atomic_scales" in params["energy_head"]:
+            # Start the network at the scale of the data: per-atom energies × (RMS force · 1 length unit).
+            rms = float(np.sqrt(np.mean(train.forces**2)))
+            params["energy_head"]["atomic_scales"] = params["energy_head"]["atomic_scales"] * rms
         self.trainer = ForceMatching(
             params, self.optimizer, model.energy_fn_template, model.neighbor, gammas={"F": t.force_weight},
             batch_per_device=self.batch_size, batch_cache=1, log_file=os.path.join(out, "chemtrain.log"),
