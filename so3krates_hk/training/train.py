@@ -118,6 +118,7 @@ class ForceMatchingRun:
                                                                   self.trainer.state.opt_state)  # fmt: skip
         self.trainer.state = self.trainer.state.replace(params=params, opt_state=opt_state)
         self.trainer._epoch = epoch
+        self.trainer.update_times.extend([0.0] * epoch)  # chemtrain indexes its per-epoch timings by epoch
         # Replay the training batch stream up to this epoch, so the next batches are the ones an uninterrupted run
         # would have drawn (chemtrain draws from a seeded pipeline).
         for _ in range(epoch):
