@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
+import io
 import json
 import os
 import time
@@ -221,7 +223,8 @@ def run(cfg: FinetuneConfig, progress: bool = True, output: Optional[str] = None
         trainer.set_dataset(subset(va), stage="validation", include_all=True)
     history = {"train_force_rmse": [], "val_force_rmse": []}
     for _ in tqdm(range(t.epochs), desc="fine-tuning", unit="epoch", disable=not progress):
-        trainer.train(1)
+        with contextlib.redirect_stdout(io.StringIO()):  # chemtrain echoes its epoch log; it still goes to log_file
+            trainer.train(1)
         bpe = max(1, len(tr) // min(t.batch_size, len(tr)))
         history["train_force_rmse"].append(float(np.sqrt(np.mean(trainer.train_target_losses["F"][-bpe:]))))
         if len(va):

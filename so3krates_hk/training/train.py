@@ -13,7 +13,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
 import math
 import os
@@ -128,7 +130,8 @@ class ForceMatchingRun:
 
     def train_epoch(self) -> None:
         t0 = time.perf_counter()
-        self.trainer.train(1)
+        with contextlib.redirect_stdout(io.StringIO()):  # chemtrain echoes its epoch log; it still goes to log_file
+            self.trainer.train(1)
         losses = self.trainer.train_target_losses["F"][-self.steps_per_epoch :]
         self.history["train_force_rmse"].append(float(np.sqrt(np.mean(losses))))
         if self.has_val:
