@@ -13,6 +13,12 @@
   then fails with "true_fun and false_fun output must have same type structure". When chemtrain is installed we
   therefore import ``jax_md_mod`` first, so every list is built with the class chemtrain will use.
 
+* JAX 0.10.2 on CPU miscompiles a small-matrix × batch product followed by a reduction
+  (``jnp.sum((A @ X.T) ** 2, 0)`` with A 3×3 and 16 385 … ~50 000 rows in float64 comes out wrong, no error).
+  ``jax_md.space.raw_transform``, behind ``periodic_general``, is exactly that product, so displacements and
+  neighbour lists in triclinic boxes went silently wrong (dha in a 36 Å box: +7.96 eV instead of −94.90 eV). We
+  replace its matrix case by the same sum written element-wise, which XLA compiles correctly, on every JAX.
+
 Import ``jax_md`` through this module (``from so3krates_hk._compat import jax_md``) so the shims run first.
 """
 
@@ -60,6 +66,21 @@ def _jax_md_version() -> tuple[int, ...]:
 if _jax_md_version() <= (0, 2, 29) and not getattr(partition.is_box_valid, "_so3krates_hk_patched", False):
     _box_is_malformed._so3krates_hk_patched = True  # type: ignore[attr-defined]
     partition.is_box_valid = _box_is_malformed
+
+
+_raw_transform = jax_md.space.raw_transform
+
+
+def _elementwise_raw_transform(box, R):
+    """jax-md's affine transform R ↦ box · R, with the matrix case written as an element-wise sum (see above)."""
+    if not (jnp.isscalar(box) or jnp.size(box) == 1) and jnp.ndim(box) == 2:
+        return jnp.sum(box * R[..., None, :], axis=-1)
+    return _raw_transform(box, R)
+
+
+if not getattr(jax_md.space.raw_transform, "_so3krates_hk_patched", False):
+    _elementwise_raw_transform._so3krates_hk_patched = True  # type: ignore[attr-defined]
+    jax_md.space.raw_transform = _elementwise_raw_transform
 
 
 def is_tracer(x) -> bool:

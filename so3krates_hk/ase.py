@@ -26,9 +26,8 @@ By default S must have the parity of the electron count ΣZ − Q (``check_spin_
 original does not check).
 
 **Geometry.** Free space (``pbc`` all False; any cell is ignored) uses ``jax_md.space.free()``. Fully periodic cells
-use fractional coordinates with the displacement of ``space.periodic_general(box, fractional_coordinates=True)``
-(re-implemented element-wise in ``periodic_fractional_displacement`` to dodge an XLA:CPU bug of JAX 0.10.2), so any
-triclinic cell works; internally the cell is rotated to jax-md's upper-triangular box convention (forces and stress
+use fractional coordinates with ``space.periodic_general(box, fractional_coordinates=True)`` (made safe from an
+XLA:CPU bug of JAX 0.10.2 by ``so3krates_hk._compat``), so any triclinic cell works; internally the cell is rotated to jax-md's upper-triangular box convention (forces and stress
 are rotated back). Every perpendicular width
 of the cell must be at least 2 × the long-range cutoff (minimum image). Mixed ``pbc`` raises NotImplementedError.
 
@@ -114,43 +113,6 @@ class _Geometry:
     rotation: Optional[np.ndarray]  # Q: model frame = ASE frame rotated, r_model = r_ase @ Q (None: identity)
     cell: Optional[np.ndarray]  # ASE cell (rows), periodic only
     key: tuple  # what forces a re-allocation of the neighbour lists when it changes
-
-
-@jax.custom_jvp
-def _lattice_transform(box: jnp.ndarray, fractional: jnp.ndarray) -> jnp.ndarray:
-    """box @ fractional (box columns are the lattice vectors), written without a dot product (see
-    ``periodic_fractional_displacement``). The JVP treats the fractional tangent as Cartesian, as jax-md's
-    ``space.transform`` does: the gradient with respect to fractional positions is then the Cartesian gradient."""
-    return jnp.sum(box * fractional[..., None, :], axis=-1)
-
-
-@_lattice_transform.defjvp
-def _lattice_transform_jvp(primals, tangents):
-    box, fractional = primals
-    dbox, dfractional = tangents
-    return _lattice_transform(box, fractional), dfractional + _lattice_transform(dbox, fractional)
-
-
-def periodic_fractional_displacement(box):
-    """``displacement(Ra, Rb, box=box)`` for fractional coordinates in a general (triclinic) periodic cell.
-
-    The same function as ``jax_md.space.periodic_general(box, fractional_coordinates=True)`` (``box=`` overrides the
-    box given here; columns are the lattice vectors): minimum image by wrapping the fractional difference to [−½, ½), then box @ Δs, with the
-    same custom JVP (fractional tangents count as Cartesian). It multiplies element-wise instead of with a dot
-    product because XLA:CPU in JAX 0.10.2 miscompiles the batched 3×3 float64 mat-vec that jax-md uses, fused with
-    the squared norm, when the batch has 16 385 to about 50 000 rows: rows from 16 384 on come out wrong. jax-md
-    0.2.29's cell-list candidate search runs into exactly that, and returned wrong neighbour lists (missing pairs,
-    pairs beyond the cutoff) for a molecule in a 36 Å box. The element-wise form is not affected.
-    """
-
-    default_box = box
-
-    def displacement(Ra, Rb, box=None, **unused_kwargs):
-        ds = Ra - Rb
-        ds = jnp.mod(ds + 0.5, 1.0) - 0.5
-        return _lattice_transform(default_box if box is None else box, ds)
-
-    return displacement
 
 
 def _standard_box(cell: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -386,8 +348,8 @@ class SO3LRCalculator(Calculator):
         """Displacement, neighbour-list functions and the jitted update, one set per kind of space."""
         if periodic not in self._spaces:
             if periodic:
-                # = space.periodic_general(box, fractional_coordinates=True), see its docstring
-                displacement = periodic_fractional_displacement(jnp.eye(3, dtype=self.dtype))
+                displacement, _ = jax_md.space.periodic_general(jnp.eye(3, dtype=self.dtype),
+                                                                fractional_coordinates=True)
                 lists = dict(fractional_coordinates=True)
                 box = jnp.eye(3, dtype=self.dtype)  # placeholder; the real box is passed as box=
             else:
@@ -479,7 +441,7 @@ class SO3LRCalculator(Calculator):
                     position, strain
                 )
                 # With fractional coordinates, the gradient with respect to the fractional input is the
-                # Cartesian gradient (the custom JVP of _lattice_transform, as jax-md's space.transform).
+                # Cartesian gradient (the custom JVP of jax-md's space.transform).
                 result = dict(energy=e, forces=-grad, energies=out["per_atom_energy"], charges=out["partial_charges"],
                               edge_overflow=out["edge_overflow"], num_edges=out["num_edges"])  # fmt: skip
                 if periodic:
@@ -512,4 +474,4 @@ def _info_key(info: dict) -> tuple:
     return tuple(repr(info.get(k)) for k in ("charge", "multiplicity", "spin"))
 
 
-__all__ = ["SO3LRCalculator", "charge_and_spin", "enable_x64", "periodic_fractional_displacement"]
+__all__ = ["SO3LRCalculator", "charge_and_spin", "enable_x64"]

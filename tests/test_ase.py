@@ -242,34 +242,6 @@ def test_rotated_triclinic_cell_rotates_forces_and_stress(calc_water):
     np.testing.assert_allclose(rotated.get_stress(voigt=False), Q @ s @ Q.T, rtol=0, atol=1e-11)
 
 
-def test_fractional_displacement_is_jax_md_periodic_general():
-    import jax
-    import jax.numpy as jnp
-
-    from so3krates_hk._compat import jax_md
-    from so3krates_hk.ase import periodic_fractional_displacement
-
-    rng = np.random.default_rng(1)
-    box = jnp.asarray([[11.0, 1.5, -2.0], [0.0, 12.0, 3.0], [0.0, 0.0, 13.0]])
-    ours = periodic_fractional_displacement(jnp.eye(3))  # the box is always passed as box= below
-    theirs, _ = jax_md.space.periodic_general(box, fractional_coordinates=True)
-    Ra, Rb = jnp.asarray(rng.uniform(0, 1, (50, 3))), jnp.asarray(rng.uniform(0, 1, (50, 3)))
-    np.testing.assert_allclose(jax.vmap(lambda a, b: ours(a, b, box=box))(Ra, Rb),
-                               jax.vmap(theirs)(Ra, Rb), rtol=0, atol=1e-13)  # fmt: skip
-
-    def energy(disp, R, b):  # gradients with respect to fractional positions (Cartesian) and to the box
-        return jnp.sum(jax.vmap(lambda x, y: jnp.sum(disp(x, y, box=b) ** 2) ** 0.5)(R, Rb))
-
-    for g1, g2 in zip(jax.grad(energy, (1, 2))(ours, Ra, box), jax.grad(energy, (1, 2))(theirs, Ra, box)):
-        np.testing.assert_allclose(g1, g2, rtol=0, atol=1e-12)
-    # 20 000 pairs under jit: the size at which XLA:CPU (JAX 0.10.2) miscomputes jax-md's mat-vec form.
-    R1, R2 = jnp.asarray(rng.uniform(0, 1, (20000, 3))), jnp.asarray(rng.uniform(0, 1, (20000, 3)))
-    d2 = jax.jit(jax.vmap(lambda a, b: jnp.sum(ours(a, b, box=box) ** 2)))(R1, R2)
-    ds = np.asarray(R1 - R2)
-    ds = ds - np.floor(ds + 0.5)
-    np.testing.assert_allclose(d2, np.sum((ds @ np.asarray(box).T) ** 2, axis=1), rtol=1e-12)
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # ASE drivers, float32
 
