@@ -67,6 +67,12 @@ def _finish(per_atom: jnp.ndarray, aux: dict, position, node_mask, overflow, mod
     return per_atom if per_particle else energy
 
 
+def _pair_capacity(max_edges: Optional[int]) -> Optional[int]:
+    """The transformer works on unordered pairs (``graph.build_graph(pairs=True)``): ``max_edges`` directed edges
+    are ⌈max_edges / 2⌉ pairs."""
+    return None if max_edges is None else max(1, -(-int(max_edges) // 2))
+
+
 def _edge_counter(displacement, r_cutoff: float) -> Callable:
     """``count_edges(position, neighbor, mask=None, **kwargs)``: the real short-range edges of a structure, jittable.
 
@@ -138,6 +144,7 @@ def so3krates_neighborlist_pp(
         raise ValueError("avg_num_neighbors is required: pass it, or positions_test and neighbor_test to estimate it.")
     avg_num_neighbors = float(avg_num_neighbors)
     offset = 1 if positive_species else 0
+    pair_capacity = _pair_capacity(max_edges)
 
     def model(position, neighbor, species=None, mask=None, **kwargs):
         total_charge = kwargs.pop("total_charge", 0.0)
@@ -146,7 +153,7 @@ def so3krates_neighborlist_pp(
         node_mask = jnp.ones(N, bool) if mask is None else jnp.asarray(mask).astype(bool)
         species = jnp.zeros(N, jnp.int32) if species is None else jnp.asarray(species, jnp.int32) - offset
         species = jnp.where(node_mask, species, 0)
-        graph = build_graph(displacement, position, neighbor, r_cutoff, node_mask, max_edges, **kwargs)
+        graph = build_graph(displacement, position, neighbor, r_cutoff, node_mask, pair_capacity, pairs=True, **kwargs)
         per_atom, aux = so3krates_energy(
             config, n_species, r_cutoff, avg_num_neighbors, species, graph, node_mask, total_charge, num_unpaired
         )
@@ -239,6 +246,7 @@ def so3lr_neighborlist_pp(
     if stats is not None and max_edges is None:
         max_edges = capacity_from_test(stats[0], max_edge_multiplier)
     avg_num_neighbors = float(avg_num_neighbors)
+    pair_capacity = _pair_capacity(max_edges)
 
     def model(position, neighbor, neighbor_lr, species, total_charge=0.0, num_unpaired_electrons=0.0, mask=None,
               **kwargs):  # fmt: skip
@@ -246,7 +254,7 @@ def so3lr_neighborlist_pp(
         node_mask = jnp.ones(N, bool) if mask is None else jnp.asarray(mask).astype(bool)
         Z = jnp.where(node_mask, jnp.asarray(species, jnp.int32), 1)
         dtype = position.dtype
-        graph = build_graph(displacement, position, neighbor, r_cutoff, node_mask, max_edges, **kwargs)
+        graph = build_graph(displacement, position, neighbor, r_cutoff, node_mask, pair_capacity, pairs=True, **kwargs)
         lr = None
         if needs_lr:
             lr_graph = build_graph(displacement, position, neighbor_lr, lr_cutoff, node_mask, None, **kwargs)

@@ -11,9 +11,16 @@ Conventions:
   safe stand-in vector of length 2·cutoff, so every 1/d, log and sqrt downstream stays finite and its gradient is
   exactly zero (traps T13, T14).
 
-Capacity: with ``capacity=None`` every entry of the list is kept (masked where not real). With an integer capacity
-the real edges are compacted, in their original order, into that many slots, dropping padding and skin pairs before
-the expensive per-edge network runs. If more real edges exist than slots, ``Graph.overflow`` is True; the models turn
+Pairs: jax-md's ``Dense`` and ``Sparse`` lists hold both directions of every pair. With ``pairs=True`` only the
+entries with j < i are kept, so each unordered pair {i, j} appears once (i the larger index); a consumer that needs
+both directions computes them from the pair. SO3krates does, because its filters are symmetric in (i, j), which
+halves the work of the per-edge networks (see ``layers.attention``). The list must then be symmetric, as jax-md's
+are.
+
+Capacity: with ``capacity=None`` every entry of the list is kept (masked where not real); with ``pairs=True`` the
+default capacity is half the list, which a symmetric list can never exceed. With an integer capacity the real edges
+(or pairs) are compacted, in their original order, into that many slots, dropping padding and skin pairs before the
+expensive per-edge network runs. If more real edges exist than slots, ``Graph.overflow`` is True; the models turn
 that into a NaN energy, never into a silently truncated one.
 """
 
@@ -42,10 +49,12 @@ class Graph(NamedTuple):
     overflow: jnp.ndarray  # () bool, True if real edges were dropped for lack of capacity
     num_nodes: int
     sorted: bool  # centres ascending (Dense lists)
+    pairs: bool = False  # each entry stands for both directions of an unordered pair (j < i)
 
     @property
     def num_edges(self) -> jnp.ndarray:
-        return jnp.sum(self.mask)
+        """Real directed edges (a pair counts twice)."""
+        return jnp.sum(self.mask) * (2 if self.pairs else 1)
 
 
 def neighbor_format(neighbor) -> "partition.NeighborListFormat":
@@ -86,11 +95,17 @@ def build_graph(
     cutoff: Optional[float],
     node_mask: Optional[jnp.ndarray] = None,
     capacity: Optional[int] = None,
+    pairs: bool = False,
     **displacement_kwargs,
 ) -> Graph:
-    """Edges within ``cutoff`` (None: no cutoff) of a jax-md neighbour list; see the module docstring."""
+    """Edges within ``cutoff`` (None: no cutoff) of a jax-md neighbour list; see the module docstring.
+
+    With ``pairs=True``, ``capacity`` counts pairs (default: half the list's entries).
+    """
     N = position.shape[0]
     centers, neighbors, is_sorted = candidate_pairs(neighbor, N)
+    if pairs and capacity is None:
+        capacity = max(1, (centers.shape[0] + 1) // 2)
     ci = jnp.minimum(centers, N - 1)
     nj = jnp.minimum(neighbors, N - 1)
     valid = (centers < N) & (neighbors < N) & (centers != neighbors)
@@ -101,6 +116,8 @@ def build_graph(
     vectors = jax.vmap(disp)(position[nj], position[ci])
     d2 = jnp.sum(vectors**2, axis=-1)
     keep = valid & (d2 > 0)
+    if pairs:
+        keep = keep & (neighbors < centers)
     if cutoff is not None:
         keep = keep & (d2 < cutoff**2)
 
@@ -116,7 +133,7 @@ def build_graph(
     safe = jnp.zeros(3, position.dtype).at[-1].set(stand_in)
     vectors = jnp.where(keep[:, None], vectors, safe[: vectors.shape[-1]])
     distances = jnp.sqrt(jnp.sum(vectors**2, axis=-1))
-    return Graph(centers, neighbors, vectors, distances, keep, overflow, N, is_sorted)
+    return Graph(centers, neighbors, vectors, distances, keep, overflow, N, is_sorted, pairs)
 
 
 def count_edges(
@@ -137,9 +154,17 @@ def pair_multiplicity(neighbor) -> float:
     return 1.0 if neighbor_format(neighbor) == partition.NeighborListFormat.OrderedSparse else 0.5
 
 
-def segment_sum(data: jnp.ndarray, graph: Graph) -> jnp.ndarray:
-    """Σ of per-edge ``data`` onto the centres; entries with centre N (padding) are dropped."""
-    return jax.ops.segment_sum(data, graph.centers, graph.num_nodes, indices_are_sorted=graph.sorted)
+def segment_sum(data: jnp.ndarray, graph: Graph, reverse_data: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+    """Σ of per-edge ``data`` onto the centres; entries with centre N (padding) are dropped.
+
+    For a pair graph, ``reverse_data`` (the value for the direction j → i… i.e. centred on j) is summed onto the
+    neighbours; without it the same ``data`` is used for both directions (a symmetric quantity).
+    """
+    out = jax.ops.segment_sum(data, graph.centers, graph.num_nodes, indices_are_sorted=graph.sorted)
+    if graph.pairs:
+        rev = data if reverse_data is None else reverse_data
+        out = out + jax.ops.segment_sum(rev, graph.neighbors, graph.num_nodes)
+    return out
 
 
 __all__ = [

@@ -170,10 +170,12 @@ def test_edge_capacity_overflow_gives_nan_and_a_flag(mol):
     ok = energy_all(mol, max_edges=n_edges)
     assert not bool(ok["edge_overflow"]) and np.isfinite(float(ok["energy"]))
     assert rel(ok["energy"], energy(mol)) <= 1e-12
-    bad = energy_all(mol, max_edges=n_edges - 1)
+    # Capacity counts whole pairs (two directed edges): n − 1 still holds all n/2 pairs, n − 2 does not.
+    assert not bool(energy_all(mol, max_edges=n_edges - 1)["edge_overflow"])
+    bad = energy_all(mol, max_edges=n_edges - 2)
     assert bool(bad["edge_overflow"]) and np.isnan(float(bad["energy"]))
     _, apply_fn = so3krates_neighborlist_pp(mol["disp"], CUTOFF, n_species=4, avg_num_neighbors=5.0,
-                                            max_edges=n_edges - 1, **SMALL)  # fmt: skip
+                                            max_edges=n_edges - 2, **SMALL)  # fmt: skip
     g = jax.grad(apply_fn, argnums=1)(mol["params"], R, nbrs, mol["species"])
     from so3krates_hk.graph import build_graph
 
