@@ -103,13 +103,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_md)
 
+    p = sub.add_parser("bench", help="benchmarks: compile, energy+forces, MD and training steps, memory vs N "
+                       "(options: so3krates-hk bench --help)", add_help=False)
+    p.add_argument("bench_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=lambda args: _bench(args.bench_args))
+
     p = sub.add_parser("example", help="evaluate pretrained SO3LR on a bundled molecule and a random CG model")
     p.add_argument("--molecule", default="dha", choices=["atat", "dha", "bb"])
     p.set_defaults(func=_example)
     return parser
 
 
+def _bench(argv: Sequence[str]) -> int:
+    from so3krates_hk.bench import main as bench_main
+
+    return bench_main(list(argv))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # the benchmark has its own options (and --help)
+        return _bench(argv[1:])
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

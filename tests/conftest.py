@@ -6,4 +6,6 @@ import sys
 import jax
 
 jax.config.update("jax_enable_x64", True)
+
+import so3krates_hk  # noqa: E402,F401  (its jax-md shims must precede any test's `import jax_md`)
 sys.path.insert(0, os.path.dirname(__file__))

@@ -1,0 +1,138 @@
+"""The benchmark (so3krates_hk.bench): systems, plan, report, and the ``--quick`` mode end to end.
+
+No timing assertions: only that every configuration reports every field, and that the outputs exist.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from so3krates_hk.bench import plan as planning
+from so3krates_hk.bench import report
+from so3krates_hk.bench.systems import CG_BOND, build_system, system_size
+from so3krates_hk.bench.worker import RESULT_FIELDS, empty_result
+
+# Every "ok" energy+forces record of a JAX model must have these measured (not None).
+EF_MEASURED = ("compile_s", "lower_s", "compile_only_s", "first_call_s", "ef_median_s", "ef_times_s", "repeats",
+               "nbr_allocate_s", "nbr_update_median_s", "atom_steps_per_s", "md_step_median_s", "md_steps",
+               "md_loops", "md_compile_s", "md_overflow", "peak_memory_bytes", "memory_kind", "energy",
+               "max_abs_force", "finite", "num_edges", "settings", "device", "backend")  # fmt: skip
+TORCH_MEASURED = ("compile_s", "first_call_s", "ef_median_s", "repeats", "nbr_update_median_s", "atom_steps_per_s",
+                  "peak_memory_bytes", "energy", "settings")  # fmt: skip
+TRAIN_MEASURED = ("train_structures_per_s", "train_batch_median_s", "train_batch_size", "train_first_epoch_s",
+                  "train_batches_timed", "peak_memory_bytes", "settings")  # fmt: skip
+SETTINGS_KEYS = ("dtype", "sr_cutoff", "sr_capacity")
+
+
+@pytest.mark.parametrize("name", ["cg-chain-100", "cg-box-1000"])
+def test_cg_systems_have_protein_density_and_bonds(name):
+    s = build_system(name)
+    assert s.num_atoms == system_size(name)
+    assert s.species.min() >= 0 and s.species.max() < 20
+    assert np.all(np.isfinite(s.positions))
+    if s.box is not None:
+        assert 100 <= s.box**3 / s.num_atoms <= 150  # Å^3 per bead
+        assert np.all((s.positions >= 0) & (s.positions < s.box))
+    else:
+        bonds = np.linalg.norm(np.diff(s.positions, axis=0), axis=1)
+        np.testing.assert_allclose(bonds, CG_BOND, rtol=1e-9)
+
+
+def test_water_and_molecules():
+    assert build_system("water-192").box == pytest.approx(12.4, abs=0.1)
+    assert build_system("water-1536").num_atoms == 1536
+    assert build_system("dha").box is None and build_system("dha").num_atoms == 56
+
+
+def test_plans_are_consistent():
+    quick = planning.quick_plan()
+    assert {c["model"] for c in quick} >= {"so3lr", "so3krates", "so3krates-cg"}
+    assert all(c["dtype"] == "float32" for c in quick)
+    full = planning.full_plan()
+    assert {c["model"] for c in full} == set(planning.ALL_MODELS)
+    assert any(c["dtype"] == "float64" for c in full)
+    for c in quick + full:
+        assert c["num_atoms"] == system_size(c["system"])
+        if c["model"] in ("so3lr",) and c["system"].startswith("water"):
+            assert c["num_atoms"] > 192  # the 12.4 Å box cannot hold the 12 Å long-range cutoff
+    gpu = planning.full_plan(gpu=True)
+    assert max(c["num_atoms"] for c in gpu) > max(c["num_atoms"] for c in full)
+
+
+def _fake_results():
+    out = []
+    for model, system, n, t in (("so3lr", "dha", 56, 0.03), ("so3krates-cg", "cg-box-1000", 1000, 0.1),
+                                ("so3krates-cg", "cg-box-10000", 10000, 1.0), ("mace-torch", "dha", 56, 0.5)):  # fmt: skip
+        r = empty_result(dict(model=model, system=system, num_atoms=n))
+        r.update(status="ok", ef_median_s=t, compile_s=5.0, atom_steps_per_s=n / t, peak_memory_bytes=2**30,
+                 md_step_median_s=t, settings=dict(dtype="float32", sr_cutoff=4.5), num_atoms=n)  # fmt: skip
+        out.append(r)
+    skipped = empty_result(dict(model="so3lr-original", system="dha", num_atoms=56))
+    skipped.update(status="skipped", reason="not importable")
+    return out + [skipped]
+
+
+def test_report_writes_json_markdown_and_plots(tmp_path):
+    meta = dict(device="cpu", date="2026-01-01T00:00:00", mode="test", versions={"jax": "x"}, host={})
+    paths = report.write_all(str(tmp_path), meta, _fake_results())
+    doc = json.loads(open(paths["json"]).read())
+    assert len(doc["results"]) == 5 and doc["reported_original"]
+    md = open(paths["markdown"]).read()
+    assert "Reported for the original SO3LR — not measured in this run" in md
+    assert "25.4" in md and "1213" in md  # the issue's figures, labelled
+    assert "so3lr-original" in md and "skipped" in md
+    for png in ("time_vs_n.png", "memory_vs_n.png"):
+        assert os.path.getsize(tmp_path / png) > 1000
+
+
+def _check_record(r):
+    missing = [k for k in RESULT_FIELDS if k not in r]
+    assert not missing, f"{r['model']} on {r['system']}: missing {missing}"
+    if r["status"] != "ok":
+        assert r["status"] == "skipped" and r["reason"], r
+        return
+    if r["task"] == "train":
+        need = TRAIN_MEASURED
+    elif r["model"].endswith("-torch"):
+        need = TORCH_MEASURED
+    else:
+        need = EF_MEASURED
+    empty = [k for k in need if r.get(k) is None]
+    assert not empty, f"{r['model']} on {r['system']} ({r['task']}): no value for {empty}"
+    for k in SETTINGS_KEYS:
+        assert k in r["settings"], (r["model"], k)
+    if r["task"] == "ef":
+        assert r["finite"] is True
+        assert math.isclose(r["atom_steps_per_s"], r["num_atoms"] / r["ef_median_s"], rel_tol=1e-9)
+
+
+@pytest.mark.slow
+def test_quick_benchmark_reports_every_field_for_every_model(tmp_path):
+    from so3krates_hk.bench import main
+
+    out = tmp_path / "quick"
+    rc = main(["--quick", "--out", str(out)])
+    assert rc == 0
+    doc = json.loads((out / "results.json").read_text())
+    meta, results = doc["meta"], doc["results"]
+    for k in ("date", "device", "versions", "host", "mode"):
+        assert meta.get(k), k
+    assert meta["versions"].get("jax")
+    for r in results:
+        _check_record(r)
+    ran = {(r["model"], r["task"]) for r in results if r["status"] == "ok"}
+    assert {("so3lr", "ef"), ("so3krates", "ef"), ("so3krates-cg", "ef")} <= ran
+    try:
+        import chemtrain  # noqa: F401
+
+        assert ("so3krates-cg", "train") in ran
+    except ImportError:
+        pass
+    md = (out / "results.md").read_text()
+    assert "not measured in this run" in md
+    assert (out / "time_vs_n.png").exists() and (out / "memory_vs_n.png").exists()
