@@ -59,6 +59,25 @@ def degree_parity(degrees: Sequence[int]) -> np.ndarray:
     return np.repeat([(-1.0) ** l for l in degrees], [2 * l + 1 for l in degrees])
 
 
+def _degree_indicator(degrees: Sequence[int]) -> np.ndarray:
+    """(len(degrees), Σ(2l+1)) 0/1 matrix: row g is 1 on the components of degree ``degrees[g]``."""
+    out = np.zeros((len(degrees), sum(2 * l + 1 for l in degrees)))
+    start = 0
+    for g, l in enumerate(degrees):
+        out[g, start : start + 2 * l + 1] = 1.0
+        start += 2 * l + 1
+    return out
+
+
+def _block_diagonal(blocks: jnp.ndarray) -> jnp.ndarray:
+    """[block, in, out] → the (block·in, block·out) block-diagonal matrix. One dense (N, F) @ (F, F) product per atom
+    keeps the result in row-major (N, F) layout, which the per-pair gathers read fastest (the batched einsum's
+    block-major output made XLA gather through a transpose, ~20× slower on CPU)."""
+    b, n_in, n_out = blocks.shape
+    eye = jnp.eye(b, dtype=blocks.dtype)
+    return jnp.einsum("bio,bc->bico", blocks, eye).reshape(b * n_in, b * n_out)
+
+
 def _block_matrix(name: str, blocks: int, width: int, dtype) -> jnp.ndarray:
     return hk.get_parameter(
         name, [blocks, width, width], dtype, init=hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal")
@@ -98,22 +117,14 @@ class EuclideanAttention(hk.Module):
         i, j = edges.centers, edges.neighbors
         act = self.activation
 
-        # §6.2 block-diagonal queries, keys, values per atom: [q1 | k1 | v1 | q2 | k2], gathered once per pair end.
+        # §6.2 block-diagonal queries, keys, values per atom, each gathered at both pair ends (separate contiguous
+        # gathers: slicing one concatenated gather is several times slower on CPU).
         dtype = x.dtype
-        xh = x.reshape(N, H, dh)
-        xg = x.reshape(N, G, dg)
-        blocks = [jnp.einsum("nhi,hio->nho", xh, _block_matrix(w, H, dh, dtype)) for w in ("Wq1", "Wk1", "Wv1")]
-        blocks += [jnp.einsum("ngi,gio->ngo", xg, _block_matrix(w, G, dg, dtype)) for w in ("Wq2", "Wk2")]
-        nodes = jnp.concatenate([b.reshape(N, F) for b in blocks] + [ev], axis=-1)
-        at_i, at_j = nodes[i], nodes[j]
-
-        def split(a):
-            q1, k1, v1, q2, k2 = (a[:, n * F : (n + 1) * F] for n in range(5))
-            return q1.reshape(P, H, dh), k1.reshape(P, H, dh), v1.reshape(P, H, dh), q2.reshape(P, G, dg), \
-                k2.reshape(P, G, dg), a[:, 5 * F :]  # fmt: skip
-
-        q1_i, k1_i, v1_i, q2_i, k2_i, ev_i = split(at_i)
-        q1_j, k1_j, v1_j, q2_j, k2_j, ev_j = split(at_j)
+        q1, k1, v1 = (x @ _block_diagonal(_block_matrix(w, H, dh, dtype)) for w in ("Wq1", "Wk1", "Wv1"))
+        q2, k2 = (x @ _block_diagonal(_block_matrix(w, G, dg, dtype)) for w in ("Wq2", "Wk2"))
+        q1_i, k1_i, v1_i, q2_i, k2_i = (a[i] for a in (q1, k1, v1, q2, k2))
+        q1_j, k1_j, v1_j, q2_j, k2_j = (a[j] for a in (q1, k1, v1, q2, k2))
+        ev_i, ev_j = ev[i], ev[j]
 
         # §6.1 filters, once per pair: radial (from β) + spherical (from the invariants of ε_j − ε_i).
         g = degree_contraction(ev_j - ev_i, self.degrees)
@@ -121,19 +132,25 @@ class EuclideanAttention(hk.Module):
         w1 = w1 + two_layer_filter(g, F // 4, F, act, ("spherical_filter1_layer_1", "spherical_filter1_layer_2"))
         w2 = two_layer_filter(edges.rbf, F, F, act, ("radial_filter2_layer_1", "radial_filter2_layer_2"))
         w2 = w2 + two_layer_filter(g, F // 4, F, act, ("spherical_filter2_layer_1", "spherical_filter2_layer_2"))
-        w1, w2 = w1.reshape(P, H, dh), w2.reshape(P, G, dg)
 
-        # §6.3 attention coefficients for both directions: φ/n̄ · Σ_a q_i w_ij k_j (no softmax) and i ↔ j.
+        # §6.3 attention coefficients for both directions: φ/n̄ · Σ_a q_i w_ij k_j (no softmax) and i ↔ j. The sums over
+        # a block and the broadcasts back are products with 0/1 block-indicator matrices (dots vectorise on CPU).
         scale = (edges.cut / self.avg_num_neighbors)[:, None]
-        a1_ij = jnp.sum(q1_i * w1 * k1_j, axis=-1) * scale
-        a1_ji = jnp.sum(q1_j * w1 * k1_i, axis=-1) * scale
-        a2_ij = jnp.sum(q2_i * w2 * k2_j, axis=-1) * scale
-        a2_ji = jnp.sum(q2_j * w2 * k2_i, axis=-1) * scale
+        hp = jax.lax.Precision.HIGHEST
+        head_sum = jnp.asarray(np.kron(np.eye(H), np.ones((dh, 1))), dtype)  # (F, H)
+        deg_sum = jnp.asarray(np.kron(np.eye(G), np.ones((dg, 1))), dtype)  # (F, G)
+        a1_ij = jnp.dot(q1_i * w1 * k1_j, head_sum, precision=hp) * scale
+        a1_ji = jnp.dot(q1_j * w1 * k1_i, head_sum, precision=hp) * scale
+        a2_ij = jnp.dot(q2_i * w2 * k2_j, deg_sum, precision=hp) * scale
+        a2_ji = jnp.dot(q2_j * w2 * k2_i, deg_sum, precision=hp) * scale
 
         # §6.4 aggregation: atom i receives from j along r_ij, atom j from i along r_ji = −r_ij.
-        dx = pair_segment_sum((a1_ij[..., None] * v1_j).reshape(P, F), (a1_ji[..., None] * v1_i).reshape(P, F), edges)
+        head_expand = head_sum.T  # (H, F)
+        deg_expand = jnp.asarray(_degree_indicator(self.degrees), dtype)  # (G, Σ(2l+1))
+        dx = pair_segment_sum(jnp.dot(a1_ij, head_expand, precision=hp) * v1_j,
+                              jnp.dot(a1_ji, head_expand, precision=hp) * v1_i, edges)  # fmt: skip
         y_ij = edges.ylm
         y_ji = y_ij * jnp.asarray(degree_parity(self.degrees), y_ij.dtype)
-        dev = pair_segment_sum(expand_degrees(a2_ij, self.degrees) * y_ij,
-                               expand_degrees(a2_ji, self.degrees) * y_ji, edges)  # fmt: skip
+        dev = pair_segment_sum(jnp.dot(a2_ij, deg_expand, precision=hp) * y_ij,
+                               jnp.dot(a2_ji, deg_expand, precision=hp) * y_ji, edges)  # fmt: skip
         return dx, dev
