@@ -121,6 +121,10 @@ def _bench(argv: Sequence[str]) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    if argv is None:  # the command line: restart once with the CPU malloc settings (see so3krates_hk.cpu_tuning)
+        from so3krates_hk.cpu_tuning import reexec_tuned
+
+        reexec_tuned(["-m", "so3krates_hk.cli", *sys.argv[1:]])
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:  # the benchmark has its own options (and --help)
         return _bench(argv[1:])

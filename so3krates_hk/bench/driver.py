@@ -27,6 +27,7 @@ from typing import Optional, Sequence
 from so3krates_hk.bench import plan as planning
 from so3krates_hk.bench import report
 from so3krates_hk.bench.worker import empty_result
+from so3krates_hk.cpu_tuning import MALLOC_ENV, tuned_env
 
 PROBE = r"""
 import json, importlib.metadata as md
@@ -103,7 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the results already in --out/results.json (a re-run configuration replaces its old one)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--list", action="store_true", help="print the plan and exit")
+    p.add_argument("--no-malloc-tuning", action="store_true",
+                   help="run the workers with the caller's malloc settings (default: so3krates_hk.cpu_tuning's, for "
+                        "every model, baselines included)")  # fmt: skip
     return p
+
+
+_WORKER_ENV: dict = {}  # set by main(): the environment every worker (ours and the baselines) runs in
 
 
 def _result_for(cfg: dict, status: str, reason: str) -> dict:
@@ -116,7 +123,7 @@ def _run_one(cfg: dict, python: str, tmp: str, idx: int) -> dict:
     cpath, opath = os.path.join(tmp, f"c{idx}.json"), os.path.join(tmp, f"r{idx}.json")
     with open(cpath, "w") as f:
         json.dump(cfg, f)
-    env = dict(os.environ)
+    env = dict(_WORKER_ENV or os.environ)
     t = time.perf_counter()
     try:
         p = subprocess.run([python, "-m", "so3krates_hk.bench.worker", cpath, opath], capture_output=True, text=True,
@@ -156,7 +163,7 @@ def _run_batch(cfgs: list[dict], python: str, tmp: str, tag: str, timeout: float
     tail = ""
     try:
         p = subprocess.run([python, "-m", "so3krates_hk.bench.worker", "--batch", bpath], capture_output=True,
-                           text=True, timeout=timeout)  # fmt: skip
+                           text=True, timeout=timeout, env=dict(_WORKER_ENV or os.environ))  # fmt: skip
         tail = (p.stderr or "")[-1500:] if p.returncode else ""
     except subprocess.TimeoutExpired:
         tail = f"timed out after {timeout:.0f} s (batch)"
@@ -242,6 +249,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         command=" ".join(["so3krates-hk bench"] + list(argv if argv is not None else sys.argv[1:])),
         dropped=[] if (args.quick or gpu) else planning.dropped_on_cpu(),
     )  # fmt: skip
+    _WORKER_ENV.clear()
+    _WORKER_ENV.update(os.environ if args.no_malloc_tuning else tuned_env())
+    meta["malloc_env"] = {k: _WORKER_ENV.get(k) for k in MALLOC_ENV}
 
     results: list[dict] = []
     failed_series: dict[tuple, str] = {}
@@ -288,11 +298,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.append and os.path.exists(os.path.join(out_dir, "results.json")):
         old_meta, old_results = report.load(os.path.join(out_dir, "results.json"))
+        for r in old_results:  # every record names the versions of the run that measured it
+            r.setdefault("run_versions", old_meta.get("versions"))
         key = lambda r: (r["model"], r["system"], r["dtype"], r["task"])  # noqa: E731
         fresh = {key(r) for r in results}
         results = [r for r in old_results if key(r) not in fresh] + results
-        meta["appended_to"] = {k: old_meta.get(k) for k in ("date", "command", "elapsed_s")}
+        meta["appended_to"] = {k: old_meta.get(k) for k in ("date", "command", "elapsed_s", "versions")}
         meta["dropped"] = old_meta.get("dropped", meta["dropped"])
+    for r in results:
+        r.setdefault("run_versions", meta["versions"])
     meta["host"]["loadavg_end"] = _loadavg()
     meta["elapsed_s"] = round((_dt.datetime.now() - started).total_seconds(), 1)
     paths = report.write_all(out_dir, meta, results, make_plots=not args.no_plots)

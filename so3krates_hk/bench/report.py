@@ -64,6 +64,16 @@ def markdown(meta: dict, results: list[dict]) -> str:
     versions = meta.get("versions", {})
     if versions:
         L.append("Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v) + ".")
+    old = meta.get("appended_to")
+    if old:
+        L.append(f"Appended (`--append`) to the run of {old.get('date')} (`{old.get('command')}`)"
+                 + (", versions: " + ", ".join(f"{k} {v}" for k, v in old["versions"].items() if v)
+                    if old.get("versions") else "")
+                 + "; each record in `results.json` names its versions (`run_versions`), and the tables below "
+                   "give the JAX version per row.")  # fmt: skip
+    if meta.get("malloc_env"):
+        L.append("Every worker (ours and the baselines) ran with " + ", ".join(
+            f"`{k}={v}`" for k, v in meta["malloc_env"].items()) + " (see `so3krates_hk/cpu_tuning.py`).")
     tv = meta.get("torch_versions")
     if tv:
         L.append("Torch baselines (" + str(meta.get("torch_python")) + "): " +
@@ -76,13 +86,14 @@ def markdown(meta: dict, results: list[dict]) -> str:
     ef = sorted(_ok(results), key=lambda r: (family(r["system"]), r["model"], r["dtype"], r["num_atoms"]))
     L.append("## Energy + forces")
     L.append("")
-    L.append("| model | system | N | dtype | edges (SR) | compile s | e+f median ms | (n) | nbr update ms | "
+    L.append("| model | system | N | dtype | JAX | edges (SR) | compile s | e+f median ms | (n) | nbr update ms | "
              "atom-steps/s | MD step ms | peak RSS MB | load |")  # fmt: skip
-    L.append("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    L.append("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for r in ef:
         load = r.get("loadavg_start")
+        jax_v = "(torch)" if r["model"].endswith("-torch") else (r.get("run_versions") or {}).get("jax", "?")
         L.append(
-            f"| {r['model']} | {r['system']} | {r['num_atoms']} | {r['dtype']} | {_fmt(r.get('num_edges'))} | "
+            f"| {r['model']} | {r['system']} | {r['num_atoms']} | {r['dtype']} | {jax_v} | {_fmt(r.get('num_edges'))} | "
             f"{_fmt(r.get('compile_s'))} | {_fmt(r.get('ef_median_s'), 1e3)} | {r.get('repeats')} | "
             f"{_fmt(r.get('nbr_update_median_s'), 1e3)} | {_fmt(r.get('atom_steps_per_s'))} | "
             f"{_fmt(r.get('md_step_median_s'), 1e3)} | {_fmt(r.get('peak_memory_bytes'), 1 / MB)} | "
@@ -136,11 +147,13 @@ def markdown(meta: dict, results: list[dict]) -> str:
     if tr:
         L.append("## Training step (chemtrain `ForceMatching`, force loss, adam)")
         L.append("")
-        L.append("| model | system | N | dtype | batch | batch median ms | structures/s | first epoch s (compile) | "
-                 "batches timed |")  # fmt: skip
-        L.append("|---|---|---:|---|---:|---:|---:|---:|---:|")
+        L.append("| model | system | N | dtype | JAX | batch | batch median ms | structures/s | first epoch s (compile) "
+                 "| batches timed |")  # fmt: skip
+        L.append("|---|---|---:|---|---|---:|---:|---:|---:|---:|")
         for r in tr:
-            L.append(f"| {r['model']} | {r['system']} | {r['num_atoms']} | {r['dtype']} | {r.get('train_batch_size')} | "
+            jax_v = (r.get("run_versions") or {}).get("jax", "?")
+            L.append(f"| {r['model']} | {r['system']} | {r['num_atoms']} | {r['dtype']} | {jax_v} | "
+                     f"{r.get('train_batch_size')} | "
                      f"{_fmt(r.get('train_batch_median_s'), 1e3)} | {_fmt(r.get('train_structures_per_s'))} | "
                      f"{_fmt(r.get('train_first_epoch_s'))} | {r.get('train_batches_timed')} |")  # fmt: skip
         L.append("")
