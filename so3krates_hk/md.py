@@ -22,9 +22,11 @@ Units are the caller's: jax-md's time unit is √(mass · length² / energy), e.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
+import warnings
 from typing import Any, Callable, Mapping, Optional
 
 import jax
@@ -33,6 +35,20 @@ import numpy as np
 
 from so3krates_hk._compat import jax_md
 from so3krates_hk.io import atomic_path
+
+
+def _quiet_jax_md_float64(fn):
+    """jax-md's ``high_precision_sum`` asks for float64 sums, and JAX warns on every trace when x64 is off (the sum is
+    then float32, which is what a float32 run wants). Silence exactly that warning while ``fn`` traces."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Explicitly requested dtype .*float64.* requested in sum",
+                                    category=UserWarning)  # fmt: skip
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 ENSEMBLES = ("nve", "nvt_langevin", "nvt_nose_hoover")
 AMU_ANGSTROM2_PER_EV_FS = 10.180505710774743  # √(amu Å²/eV) in fs
@@ -213,6 +229,7 @@ class Simulation:
         return state
 
     # ------------------------------------------------------------------------------------------------- running
+    @_quiet_jax_md_float64
     def run(
         self,
         state=None,
