@@ -142,7 +142,7 @@ def build(cfg: MDRunConfig, s: Structure):
     unit = time_unit_fs("eV")
     kT = BOLTZMANN_EV_PER_K * cfg.temperature
     settings = MDSettings(
-        ensemble=cfg.ensemble, dt=cfg.dt_fs / unit, kT=None if cfg.ensemble == "nve" else kT,
+        ensemble=cfg.ensemble, dt=cfg.dt_fs / unit, kT=kT,  # NVE: the initial Maxwell–Boltzmann velocities
         gamma=cfg.friction_per_ps * unit / 1000.0, block=cfg.block, record_every=cfg.record_every, seed=cfg.seed,
     )  # fmt: skip
     mass = jnp.asarray(masses_for(Z), dtype)[:, None]

@@ -138,7 +138,8 @@ def test_so3lr_nve_conserves_energy_float64_dha(tmp_path):
     n = 56
     assert np.ptp(cons) / n < 5e-5  # fluctuation of the conserved energy, eV/atom, with 0.25 fs
     assert abs(summary["conserved_drift_eV_per_atom_per_ps"]) < 1e-3
-    assert log["temperature_K"].mean() > 50
+    # started at 300 K: equipartition leaves ~150 K; a start from rest would only reach the ~60 K of relaxation
+    assert log["temperature_K"].mean() > 120
 
 
 def test_md_cli_writes_complete_outputs_and_restarts(tmp_path):
