@@ -9,7 +9,10 @@
 
 Every extra keyword of ``init_fn``/``apply_fn`` (``box=`` for ``space.periodic_general``, …) is passed to the
 displacement function. Both functions are pure, and work under ``jax.jit``, ``jax.vmap`` and ``jax.grad``. Called
-with concrete arrays they first validate their inputs on the host (``so3krates_hk.validation``).
+with concrete arrays they first validate their inputs on the host (``so3krates_hk.validation``): shapes, finite
+positions, species (atomic numbers) in range, charge and spin, and (``apply_fn`` only) no two unmasked atoms of a list
+entry closer than 0.1 Å (coincident atoms would otherwise be dropped from the graph: an entry with d = 0 has no
+direction). Under a JAX transformation only the shape checks can run.
 
 Edge capacity and overflow: with ``max_edges`` (given, or ceil(edges × ``max_edge_multiplier``) of the test graph)
 the real short-range edges are compacted into ``max_edges`` slots. A structure with more edges than that returns a
@@ -20,6 +23,7 @@ kept and nothing can overflow.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional
 
 import haiku as hk
@@ -29,7 +33,7 @@ import jax.numpy as jnp
 from so3krates_hk import validation
 from so3krates_hk._compat import partition
 from so3krates_hk.config import SO3kratesConfig
-from so3krates_hk.graph import build_graph, capacity_from_test, count_edges, pair_multiplicity
+from so3krates_hk.graph import build_graph, capacity_from_test, closest_pair, count_edges, pair_multiplicity
 from so3krates_hk.models import (
     SO3LR_HEAD_SPECIES,
     LongRangePairs,
@@ -71,6 +75,11 @@ def _pair_capacity(max_edges: Optional[int]) -> Optional[int]:
     """The transformer works on unordered pairs (``graph.build_graph(pairs=True)``): ``max_edges`` directed edges
     are ⌈max_edges / 2⌉ pairs."""
     return None if max_edges is None else max(1, -(-int(max_edges) // 2))
+
+
+def _displacement_kwargs(kwargs: dict) -> dict:
+    """The keyword arguments of an ``apply_fn`` call that go to the displacement function (e.g. ``box``)."""
+    return {k: v for k, v in kwargs.items() if k not in ("total_charge", "num_unpaired_electrons")}
 
 
 def _edge_counter(displacement, r_cutoff: float) -> Callable:
@@ -163,18 +172,22 @@ def so3krates_neighborlist_pp(
     transformed = hk.without_apply_rng(hk.transform(model))
     init_jit, apply_jit = jax.jit(transformed.init), jax.jit(transformed.apply)
 
-    def validate(position, neighbor, species, mask):
+    closest = jax.jit(functools.partial(closest_pair, displacement))
+
+    def validate(position, neighbor, species, mask, kwargs, overlap=True):
         validation.validate_structure(
             position, species, mask, num_species=n_species + offset, species_low=offset, neighbor=neighbor,
             allow_ordered=False,
         )  # fmt: skip
+        if overlap:  # not at init: only shapes matter there, and padded frames may stack their ghosts unmasked
+            validation.check_closest_pair(closest, position, neighbor, mask, **_displacement_kwargs(kwargs))
 
     def init_fn(key, position, neighbor, species=None, mask=None, **kwargs):
-        validate(position, neighbor, species, mask)
+        validate(position, neighbor, species, mask, kwargs, overlap=False)
         return init_jit(key, position, neighbor, species, mask, **kwargs)
 
     def apply_fn(params, position, neighbor, species=None, mask=None, **kwargs):
-        validate(position, neighbor, species, mask)
+        validate(position, neighbor, species, mask, kwargs)
         return apply_jit(params, position, neighbor, species, mask, **kwargs)
 
     init_fn.config = apply_fn.config = config
@@ -272,7 +285,10 @@ def so3lr_neighborlist_pp(
     transformed = hk.without_apply_rng(hk.transform(model))
     init_jit, apply_jit = jax.jit(transformed.init), jax.jit(transformed.apply)
 
-    def validate(position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask):
+    closest = jax.jit(functools.partial(closest_pair, displacement))
+
+    def validate(position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask, kwargs,
+                 overlap=True):
         N = validation.validate_structure(
             position, species, mask, num_species=SO3LR_HEAD_SPECIES, species_low=1, neighbor=neighbor,
             allow_ordered=False, what="atomic number (species)",
@@ -288,16 +304,19 @@ def so3lr_neighborlist_pp(
                     "energies."
                 )
         validation.check_charge_spin(species, total_charge, num_unpaired_electrons, mask, check_spin_parity)
+        if overlap:  # not at init (see the SO3krates factory)
+            validation.check_closest_pair(closest, position, neighbor, mask, **_displacement_kwargs(kwargs))
 
     def init_fn(key, position, neighbor, neighbor_lr, species, total_charge=0.0, num_unpaired_electrons=0.0,
                 mask=None, **kwargs):  # fmt: skip
-        validate(position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask)
+        validate(position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask, kwargs,
+                 overlap=False)
         return init_jit(key, position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask,
                         **kwargs)  # fmt: skip
 
     def apply_fn(params, position, neighbor, neighbor_lr, species, total_charge=0.0, num_unpaired_electrons=0.0,
                  mask=None, **kwargs):  # fmt: skip
-        validate(position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask)
+        validate(position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask, kwargs)
         return apply_jit(params, position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons,
                          mask, **kwargs)  # fmt: skip
 

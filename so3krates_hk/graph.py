@@ -136,6 +136,28 @@ def build_graph(
     return Graph(centers, neighbors, vectors, distances, keep, overflow, N, is_sorted, pairs)
 
 
+def closest_pair(
+    displacement_fn: DisplacementFn, position, neighbor, node_mask=None, **displacement_kwargs
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """(d, i, j): the shortest distance between two distinct, unmasked atoms that share a list entry, and the pair.
+
+    Coincident atoms (d = 0) count: ``build_graph`` has to drop such entries (no direction), so the host-side check
+    of the factories uses this to refuse them, and any pair closer than ``validation.MIN_DISTANCE``, by name.
+    Jittable; d = inf when the list has no real entry.
+    """
+    N = position.shape[0]
+    centers, neighbors, _ = candidate_pairs(neighbor, N)
+    ci, nj = jnp.minimum(centers, N - 1), jnp.minimum(neighbors, N - 1)
+    valid = (centers < N) & (neighbors < N) & (centers != neighbors)
+    if node_mask is not None:
+        valid = valid & node_mask[ci] & node_mask[nj]
+    disp = functools.partial(displacement_fn, **displacement_kwargs)
+    d = jnp.sqrt(jnp.sum(jax.vmap(disp)(position[nj], position[ci]) ** 2, axis=-1))
+    d = jnp.where(valid, d, jnp.inf)
+    k = jnp.argmin(d)
+    return d[k], jnp.minimum(ci[k], nj[k]), jnp.maximum(ci[k], nj[k])
+
+
 def count_edges(
     displacement_fn: DisplacementFn, position, neighbor, cutoff: Optional[float], node_mask=None, **kwargs
 ) -> int:
@@ -173,6 +195,7 @@ __all__ = [
     "candidate_pairs",
     "count_edges",
     "capacity_from_test",
+    "closest_pair",
     "pair_multiplicity",
     "segment_sum",
 ]

@@ -216,6 +216,22 @@ def check_min_distance(position, min_distance: float = MIN_DISTANCE, cell=None, 
         )
 
 
+def check_closest_pair(closest_pair_fn, position, neighbor, mask=None, min_distance: float = MIN_DISTANCE,
+                       **displacement_kwargs) -> None:
+    """The factories' overlap check, O(list entries): ``closest_pair_fn`` is a jitted ``graph.closest_pair`` bound to
+    the displacement function, so periodic and fractional spaces are measured as the model measures them.
+    Runs only on concrete inputs (it needs values)."""
+    if not _concrete(position, *(leaf for leaf in (mask,) if leaf is not None)) or is_tracer(neighbor.idx):
+        return
+    node_mask = None if mask is None else np.asarray(mask).astype(bool)
+    d, i, j = (np.asarray(a) for a in closest_pair_fn(position, neighbor, node_mask, **displacement_kwargs))
+    if float(d) < min_distance:
+        raise InputError(
+            f"atoms {int(i)} and {int(j)} are {float(d):.4g} Å apart, closer than {min_distance:g} Å: "
+            "overlapping atoms (a duplicated atom, or wrong units?)."
+        )
+
+
 def validate_structure(
     position,
     species=None,

@@ -283,6 +283,13 @@ def test_bad_inputs_raise_clear_errors(mol):
         so3krates_neighborlist_pp(mol["disp"], CUTOFF)
     with pytest.raises(ValueError, match="mode"):
         so3krates_neighborlist_pp(mol["disp"], CUTOFF, avg_num_neighbors=5.0, mode="forces")
+    # Overlapping atoms, coincident ones included (a list entry with d = 0 has no direction and would be dropped).
+    for d, text in ((0.0, "0"), (0.05, "0.05")):
+        R2 = R.at[6].set(R[2] + jnp.array([d, 0.0, 0.0]))
+        _, nbrs2 = free_lists(R2, CUTOFF)
+        with pytest.raises(InputError, match=rf"atoms 2 and 6 are {text} Å apart"):
+            apply_fn(params, R2, nbrs2, sp)
+        apply_fn(params, R2, nbrs2, sp, mask=jnp.ones(len(R), bool).at[6].set(False))  # a masked ghost may overlap
     # Inside jit, value checks cannot run: the documented behaviour is a NaN, not an exception.
     e = jax.jit(lambda r: apply_fn(params, r, nbrs, sp))(R.at[5, 1].set(jnp.nan))
     assert np.isnan(float(e))

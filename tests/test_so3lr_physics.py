@@ -143,6 +143,11 @@ def test_bad_inputs(dha):
         apply_fn(p, R, lr, lr, Z)
     with pytest.raises(InputError, match="needs species"):
         apply_fn(p, R, sr, lr, None)
+    R2 = R.at[3].set(R[7] + jnp.array([0.0, 0.05, 0.0]))
+    _, sr2 = free_lists(R2, 4.5)
+    _, lr2 = free_lists(R2, 12.0, partition.OrderedSparse)
+    with pytest.raises(InputError, match=r"atoms 3 and 7 are 0\.05 Å apart"):
+        apply_fn(p, R2, sr2, lr2, Z)
     assert np.isfinite(float(apply_fn(p, R, sr, lr, Z, total_charge=1.0, num_unpaired_electrons=1.0)))
 
 
