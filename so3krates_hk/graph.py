@@ -88,6 +88,19 @@ def _compact(keep: jnp.ndarray, capacity: int):
     return selection, slot_mask, count > capacity
 
 
+def _list_entries(displacement_fn: DisplacementFn, position, neighbor, node_mask=None, **displacement_kwargs):
+    """Every list entry with its vector r_ij: (centers, neighbors, sorted, valid, vectors). ``valid``: both indices
+    < N, distinct and unmasked (distances are not looked at); the vectors of invalid entries are meaningless."""
+    N = position.shape[0]
+    centers, neighbors, is_sorted = candidate_pairs(neighbor, N)
+    ci, nj = jnp.minimum(centers, N - 1), jnp.minimum(neighbors, N - 1)
+    valid = (centers < N) & (neighbors < N) & (centers != neighbors)
+    if node_mask is not None:
+        valid = valid & node_mask[ci] & node_mask[nj]
+    disp = functools.partial(displacement_fn, **displacement_kwargs)
+    return centers, neighbors, is_sorted, valid, jax.vmap(disp)(position[nj], position[ci])
+
+
 def build_graph(
     displacement_fn: DisplacementFn,
     position: jnp.ndarray,
@@ -103,17 +116,11 @@ def build_graph(
     With ``pairs=True``, ``capacity`` counts pairs (default: half the list's entries).
     """
     N = position.shape[0]
-    centers, neighbors, is_sorted = candidate_pairs(neighbor, N)
+    centers, neighbors, is_sorted, valid, vectors = _list_entries(
+        displacement_fn, position, neighbor, node_mask, **displacement_kwargs
+    )
     if pairs and capacity is None:
         capacity = max(1, (centers.shape[0] + 1) // 2)
-    ci = jnp.minimum(centers, N - 1)
-    nj = jnp.minimum(neighbors, N - 1)
-    valid = (centers < N) & (neighbors < N) & (centers != neighbors)
-    if node_mask is not None:
-        valid = valid & node_mask[ci] & node_mask[nj]
-
-    disp = functools.partial(displacement_fn, **displacement_kwargs)
-    vectors = jax.vmap(disp)(position[nj], position[ci])
     d2 = jnp.sum(vectors**2, axis=-1)
     keep = valid & (d2 > 0)
     if pairs:
@@ -145,17 +152,12 @@ def closest_pair(
     of the factories uses this to refuse them, and any pair closer than ``validation.MIN_DISTANCE``, by name.
     Jittable; d = inf when the list has no real entry.
     """
-    N = position.shape[0]
-    centers, neighbors, _ = candidate_pairs(neighbor, N)
-    ci, nj = jnp.minimum(centers, N - 1), jnp.minimum(neighbors, N - 1)
-    valid = (centers < N) & (neighbors < N) & (centers != neighbors)
-    if node_mask is not None:
-        valid = valid & node_mask[ci] & node_mask[nj]
-    disp = functools.partial(displacement_fn, **displacement_kwargs)
-    d = jnp.sqrt(jnp.sum(jax.vmap(disp)(position[nj], position[ci]) ** 2, axis=-1))
-    d = jnp.where(valid, d, jnp.inf)
+    centers, neighbors, _, valid, vectors = _list_entries(
+        displacement_fn, position, neighbor, node_mask, **displacement_kwargs
+    )
+    d = jnp.where(valid, jnp.sqrt(jnp.sum(vectors**2, axis=-1)), jnp.inf)
     k = jnp.argmin(d)
-    return d[k], jnp.minimum(ci[k], nj[k]), jnp.maximum(ci[k], nj[k])
+    return d[k], jnp.minimum(centers[k], neighbors[k]), jnp.maximum(centers[k], neighbors[k])
 
 
 def count_edges(

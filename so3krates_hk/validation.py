@@ -221,7 +221,7 @@ def check_closest_pair(closest_pair_fn, position, neighbor, mask=None, min_dista
     """The factories' overlap check, O(list entries): ``closest_pair_fn`` is a jitted ``graph.closest_pair`` bound to
     the displacement function, so periodic and fractional spaces are measured as the model measures them.
     Runs only on concrete inputs (it needs values)."""
-    if not _concrete(position, *(leaf for leaf in (mask,) if leaf is not None)) or is_tracer(neighbor.idx):
+    if not _concrete(position, neighbor.idx) or (mask is not None and not _concrete(mask)):
         return
     node_mask = None if mask is None else np.asarray(mask).astype(bool)
     d, i, j = (np.asarray(a) for a in closest_pair_fn(position, neighbor, node_mask, **displacement_kwargs))
