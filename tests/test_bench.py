@@ -64,6 +64,34 @@ def test_plans_are_consistent():
     assert max(c["num_atoms"] for c in gpu) > max(c["num_atoms"] for c in full)
 
 
+def test_lease_plan_puts_the_gpu_targets_first():
+    """The short-lease GPU plan: the issue's GPU targets come first (a run cut short by --budget still answers
+    them), each target with Allegro at equal settings right after it, and the water series climbs to sizes beyond
+    the full GPU plan's, so the largest box that fits is found."""
+    lease = planning.lease_plan()
+    head = [(c["model"], c["system"]) for c in lease[:4]]
+    assert head[:3] == [("so3lr", "water-12288"), ("so3krates-cg", "cg-box-100000"), ("allegro-torch", "cg-box-100000")]
+    assert ("so3lr", "water-1536") in head
+    for c in lease:
+        assert c["num_atoms"] == system_size(c["system"]) and c["timeout_s"] <= 120
+        assert set(c) == set(planning.config("so3lr", "dha"))  # every field the worker reads
+    water = [c["num_atoms"] for c in lease if c["model"] == "so3lr" and c["system"].startswith("water")
+             and c["dtype"] == "float32"]  # fmt: skip
+    assert max(water) > max(c["num_atoms"] for c in planning.full_plan(gpu=True) if c["model"] == "so3lr")
+    assert {c["model"] for c in lease} >= {"so3lr", "so3krates", "so3krates-cg", "allegro-torch", "mace-torch"}
+
+
+def test_device_kit_lists_one_version_of_each_package():
+    """requirements/device.txt (the wheels scripts/device_bench.sh installs on the GPU machine): exact pins, one
+    per package, and it covers what so3krates_hk imports that the device image lacks."""
+    root = os.path.join(os.path.dirname(__file__), os.pardir)
+    lines = [ln.strip() for ln in open(os.path.join(root, "requirements", "device.txt")) if ln.strip()
+             and not ln.lstrip().startswith("#")]  # fmt: skip
+    names = [ln.split("==")[0].lower().replace("_", "-") for ln in lines]
+    assert all("==" in ln for ln in lines) and len(names) == len(set(names))
+    assert {"dm-haiku", "e3nn-jax", "jax-md", "nequip", "nequip-allegro", "mace-torch"} <= set(names)
+
+
 def _fake_results():
     out = []
     for model, system, n, t in (("so3lr", "dha", 56, 0.03), ("so3krates-cg", "cg-box-1000", 1000, 0.1),

@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtypes", help="comma-separated subset of float32,float64")
     p.add_argument("--tasks", help="comma-separated subset of ef,train")
     p.add_argument("--max-atoms", type=int, help="skip systems larger than this")
+    p.add_argument("--lease", action="store_true",
+                   help="the GPU run sized for one short device lease, most important first (plan.lease_plan)")
     p.add_argument("--gpu-sizes", action="store_true", help="plan the GPU sizes even on CPU (default: by device)")
     p.add_argument("--repeats", type=int, help="warm energy+forces calls per configuration (default 15; quick 5)")
     p.add_argument("--timeout", type=float, help="seconds per configuration (default from the plan)")
@@ -211,7 +213,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     device_words = f"{kind} ×{ndev}" if plat != "cpu" else f"CPU: {host['cpu']}, {host['cores']} cores"
     gpu = plat != "cpu" or args.gpu_sizes
 
-    cfgs = planning.quick_plan() if args.quick else planning.full_plan(gpu=gpu)
+    if args.quick and args.lease:
+        raise SystemExit("so3krates-hk bench: --quick and --lease are two different plans; pass one.")
+    cfgs = planning.quick_plan() if args.quick else planning.lease_plan() if args.lease else planning.full_plan(gpu=gpu)
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     cfgs = planning.select(cfgs, split(args.models), split(args.systems), split(args.dtypes), args.max_atoms,
                            split(args.tasks))  # fmt: skip
@@ -228,7 +232,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     out_dir = args.out or os.path.join("benchmarks", "results", f"{_slug(device)}-{started:%Y-%m-%d}")
     os.makedirs(out_dir, exist_ok=True)
-    print(f"so3krates_hk benchmark ({'quick' if args.quick else 'full'}): {len(cfgs)} configurations on "
+    print(f"so3krates_hk benchmark ({'quick' if args.quick else 'lease' if args.lease else 'full'}): {len(cfgs)} configurations on "
           f"{device_words}; results in {out_dir}", flush=True)  # fmt: skip
 
     torch_versions = None
@@ -245,9 +249,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     meta = dict(
         date=started.isoformat(timespec="seconds"), device=device, device_words=device_words, host=host,
         versions={k: v for k, v in versions.items() if v}, torch_python=torch_python, torch_versions=torch_versions,
-        python=platform.python_version(), mode="quick" if args.quick else "full",
+        python=platform.python_version(), mode="quick" if args.quick else "lease" if args.lease else "full",
         command=" ".join(["so3krates-hk bench"] + list(argv if argv is not None else sys.argv[1:])),
-        dropped=[] if (args.quick or gpu) else planning.dropped_on_cpu(),
+        dropped=[] if (args.quick or args.lease or gpu) else planning.dropped_on_cpu(),
     )  # fmt: skip
     _WORKER_ENV.clear()
     _WORKER_ENV.update(os.environ if args.no_malloc_tuning else tuned_env())

@@ -3,7 +3,8 @@
 * ``allegro-torch``: ``allegro.model.AllegroModel`` (package ``nequip-allegro``), eager mode.
 * ``mace-torch``: ``mace.modules.MACE`` (package ``mace-torch``), eager mode.
 
-Both run on the same structures as our models, with a matscipy neighbour list at the model's cutoff (no skin; its
+Both run on the same structures as our models, on the GPU when torch sees one (``torch.cuda``; timings then
+synchronise, memory is ``torch.cuda.max_memory_allocated``), else on the CPU, with a matscipy neighbour list at the model's cutoff (no skin; its
 time is reported as ``nbr_update_median_s``, a full rebuild, since these models have no Verlet-list update).
 Energy+forces is one ``model(data)`` call with forces from torch autograd. Settings are matched to the SO3krates
 width of the system (``jax_models.WIDTHS``): cutoff, number of layers, scalar width and maximum degree; each record
@@ -39,6 +40,23 @@ def mace_matching(width: str) -> dict:
         r_max=w["r_cutoff"], num_interactions=w["num_layers"], max_ell=max(w["degrees"]), hidden_irreps=f"{F}x0e",
         MLP_irreps="16x0e", correlation=3, num_bessel=8, num_polynomial_cutoff=6,
     )  # fmt: skip
+
+
+def _device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _to(data: dict, dev) -> dict:
+    return {k: (v.to(dev) if hasattr(v, "to") else v) for k, v in data.items()}
+
+
+def _sync(dev) -> None:
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
 
 
 def _neighbors(system, cutoff):
@@ -78,6 +96,8 @@ def _build_allegro(system, width, dtype_name, types, type_idx, avg_nbrs):
         seed=0, model_dtype=dtype_name, type_names=[str(t) for t in types],
         radial_chemical_embed={"_target_": "allegro.nn.TwoBodyBesselScalarEmbed", "num_bessels": 8}, **kw,
     )  # fmt: skip
+    dev = _device()
+    model = model.to(dev)
     model.eval()
 
     def make_data(atoms, i, j, S):
@@ -87,11 +107,13 @@ def _build_allegro(system, width, dtype_name, types, type_idx, avg_nbrs):
         data[AtomicDataDict.ATOM_TYPE_KEY] = torch.as_tensor(type_idx)
         data[AtomicDataDict.EDGE_INDEX_KEY] = torch.as_tensor(np.stack([i, j]), dtype=torch.long)
         data[AtomicDataDict.EDGE_CELL_SHIFT_KEY] = torch.as_tensor(S, dtype=data[AtomicDataDict.POSITIONS_KEY].dtype)
-        return AtomicDataDict.with_batch_(data)
+        return _to(AtomicDataDict.with_batch_(data), dev)
 
     def ef(data):
         out = model(dict(data))
-        return out[AtomicDataDict.TOTAL_ENERGY_KEY].detach(), out[AtomicDataDict.FORCE_KEY].detach()
+        e, f = out[AtomicDataDict.TOTAL_ENERGY_KEY].detach(), out[AtomicDataDict.FORCE_KEY].detach()
+        _sync(dev)
+        return e, f
 
     return settings, make_data, ef, model
 
@@ -113,6 +135,8 @@ def _build_mace(system, width, dtype_name, types, type_idx, avg_nbrs):
         atomic_energies=np.zeros(len(types)), avg_num_neighbors=avg_nbrs, atomic_numbers=list(types),
         correlation=m["correlation"], gate=torch.nn.functional.silu,
     ).to(tdtype)  # fmt: skip
+    dev = _device()
+    model = model.to(dev)
     model.eval()
     settings = dict(m, interaction="RealAgnosticResidualInteractionBlock", avg_num_neighbors=avg_nbrs, gate="silu")
     N = system.num_atoms
@@ -120,17 +144,19 @@ def _build_mace(system, width, dtype_name, types, type_idx, avg_nbrs):
     def make_data(atoms, i, j, S):
         cell = torch.as_tensor(np.asarray(atoms.cell.array), dtype=tdtype)
         one_hot = torch.nn.functional.one_hot(torch.as_tensor(type_idx, dtype=torch.long), len(types)).to(tdtype)
-        return dict(
+        return _to(dict(
             positions=torch.as_tensor(atoms.positions, dtype=tdtype), node_attrs=one_hot,
             edge_index=torch.as_tensor(np.stack([i, j]), dtype=torch.long),  # vector = r[j] - r[i] + shift
             shifts=torch.as_tensor(S @ np.asarray(atoms.cell.array), dtype=tdtype),
             unit_shifts=torch.as_tensor(S, dtype=tdtype), cell=cell, batch=torch.zeros(N, dtype=torch.long),
             ptr=torch.as_tensor([0, N], dtype=torch.long), head=torch.zeros(1, dtype=torch.long),
-        )  # fmt: skip
+        ), dev)  # fmt: skip
 
     def ef(data):
         out = model(dict(data), training=False, compute_force=True)
-        return out["energy"].detach(), out["forces"].detach()
+        e, f = out["energy"].detach(), out["forces"].detach()
+        _sync(dev)
+        return e, f
 
     return settings, make_data, ef, model
 
@@ -157,8 +183,13 @@ def run_ef(cfg: dict, rec) -> None:
     dtype_name = cfg.get("dtype", "float32")
     system = build_system(cfg["system"], cfg.get("seed", 0))
     width = "default" if system.atomistic else "cg"
-    rec.update(num_atoms=system.num_atoms, backend="cpu", device=f"cpu (torch {torch.__version__}, "
-               f"{torch.get_num_threads()} threads)", memory_kind="peak_rss")  # fmt: skip
+    dev = _device()
+    if dev.type == "cuda":
+        rec.update(num_atoms=system.num_atoms, backend="gpu", memory_kind="torch.cuda.max_memory_allocated",
+                   device=f"{torch.cuda.get_device_name(dev)} (torch {torch.__version__})")  # fmt: skip
+    else:
+        rec.update(num_atoms=system.num_atoms, backend="cpu", device=f"cpu (torch {torch.__version__}, "
+                   f"{torch.get_num_threads()} threads)", memory_kind="peak_rss")  # fmt: skip
     cutoff = WIDTHS[width]["r_cutoff"]
     t = time.perf_counter()
     atoms, i, j, S = _neighbors(system, cutoff)
@@ -173,18 +204,20 @@ def run_ef(cfg: dict, rec) -> None:
     settings = dict(settings, model=name, info=TORCH_MODELS[name], dtype=dtype_name, width=width,
                     neighbor_list="matscipy ijS, both directions, no skin", sr_cutoff=cutoff,
                     sr_capacity=int(len(i)), periodic=system.box is not None, num_parameters=int(n_params),
-                    torch_threads=torch.get_num_threads(), mode="eager")  # fmt: skip
+                    torch_threads=torch.get_num_threads(), mode="eager", torch_device=str(dev))  # fmt: skip
     data = make_data(atoms, i, j, S)
     rec.update(settings=settings, nbr_allocate_s=alloc, num_edges=int(len(i)))
 
     rss_before = memory.rss_bytes()
     memory.reset_peak_rss()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
     t = time.perf_counter()
     e, f = ef(data)
     first = time.perf_counter() - t
     times = time_calls(lambda: ef(data), cfg["repeats"], cfg["ef_budget_s"], min_repeats=2)
     med = statistics.median(times)
-    peak = memory.peak_rss_bytes()
+    peak = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else memory.peak_rss_bytes()
     ut = time_calls(lambda: _neighbors(system, cutoff), cfg["repeats"], cfg["ef_budget_s"] / 3)
     finite = bool(torch.isfinite(e).all()) and bool(torch.isfinite(f).all())
     na = rec.result["na"]
