@@ -21,11 +21,13 @@ from so3krates_hk.bench.worker import RESULT_FIELDS, empty_result
 EF_MEASURED = ("compile_s", "lower_s", "compile_only_s", "first_call_s", "ef_median_s", "ef_times_s", "repeats",
                "nbr_allocate_s", "nbr_update_median_s", "atom_steps_per_s", "md_step_median_s", "md_steps",
                "md_loops", "md_compile_s", "md_overflow", "peak_memory_bytes", "memory_kind", "energy",
-               "max_abs_force", "finite", "num_edges", "settings", "device", "backend")  # fmt: skip
+               "max_abs_force", "finite", "num_edges", "settings", "device", "backend", "xla_memory_bytes",
+               "xla_temp_bytes")  # fmt: skip
 TORCH_MEASURED = ("compile_s", "first_call_s", "ef_median_s", "repeats", "nbr_update_median_s", "atom_steps_per_s",
                   "peak_memory_bytes", "energy", "settings")  # fmt: skip
 TRAIN_MEASURED = ("train_structures_per_s", "train_batch_median_s", "train_batch_size", "train_first_epoch_s",
                   "train_batches_timed", "peak_memory_bytes", "settings")  # fmt: skip
+MEMORY_MEASURED = ("compile_s", "xla_memory_bytes", "xla_temp_bytes", "num_edges", "settings", "device", "backend")
 SETTINGS_KEYS = ("dtype", "sr_cutoff", "sr_capacity")
 
 
@@ -98,11 +100,26 @@ def _fake_results():
                                 ("so3krates-cg", "cg-box-10000", 10000, 1.0), ("mace-torch", "dha", 56, 0.5)):  # fmt: skip
         r = empty_result(dict(model=model, system=system, num_atoms=n))
         r.update(status="ok", ef_median_s=t, compile_s=5.0, atom_steps_per_s=n / t, peak_memory_bytes=2**30,
-                 md_step_median_s=t, settings=dict(dtype="float32", sr_cutoff=4.5), num_atoms=n)  # fmt: skip
+                 md_step_median_s=t, settings=dict(dtype="float32", sr_cutoff=4.5), num_atoms=n,
+                 xla_memory_bytes=int(1e5 * n))  # fmt: skip
         out.append(r)
     skipped = empty_result(dict(model="so3lr-original", system="dha", num_atoms=56))
     skipped.update(status="skipped", reason="not importable")
     return out + [skipped]
+
+
+def test_memory_exponent_is_the_log_log_slope():
+    rows = []
+    for model, power in (("linear", 1.0), ("quadratic", 2.0)):
+        for n in (100, 1000, 10000):
+            r = empty_result(dict(model=model, system=f"cg-box-{n}", num_atoms=n))
+            r.update(status="ok", xla_memory_bytes=3e4 * n**power, peak_memory_bytes=8e8 + 1e4 * n)
+            rows.append(r)
+    exps = {e["model"]: e for e in report.memory_exponents(rows)}
+    assert exps["linear"]["exponent"] == pytest.approx(1.0) and exps["quadratic"]["exponent"] == pytest.approx(2.0)
+    assert exps["linear"]["bytes_per_atom"] == pytest.approx(3e4) and exps["linear"]["sizes"] == 3
+    peak = {e["model"]: e["exponent"] for e in report.memory_exponents(rows, "peak_memory_bytes")}
+    assert 0 < peak["linear"] < 1  # the fixed runtime footprint flattens the peak at small N
 
 
 def test_report_writes_json_markdown_and_plots(tmp_path):
@@ -126,6 +143,11 @@ def _check_record(r):
         return
     if r["task"] == "train":
         need = TRAIN_MEASURED
+    elif r["task"] == "memory":
+        need = MEMORY_MEASURED
+        unexplained = [k for k in RESULT_FIELDS if r.get(k) is None and k not in r["na"]]
+        assert not unexplained, f"{r['model']} on {r['system']} (memory): None without a reason: {unexplained}"
+        assert r["xla_temp_bytes"] <= r["xla_memory_bytes"]
     elif r["model"].endswith("-torch"):
         need = TORCH_MEASURED
     else:
@@ -154,7 +176,7 @@ def test_quick_benchmark_reports_every_field_for_every_model(tmp_path):
     for r in results:
         _check_record(r)
     ran = {(r["model"], r["task"]) for r in results if r["status"] == "ok"}
-    assert {("so3lr", "ef"), ("so3krates", "ef"), ("so3krates-cg", "ef")} <= ran
+    assert {("so3lr", "ef"), ("so3krates", "ef"), ("so3krates-cg", "ef"), ("so3krates-cg", "memory")} <= ran
     try:
         import chemtrain  # noqa: F401
 
@@ -163,4 +185,5 @@ def test_quick_benchmark_reports_every_field_for_every_model(tmp_path):
         pass
     md = (out / "results.md").read_text()
     assert "not measured in this run" in md
+    assert "Memory of the energy+forces program" in md
     assert (out / "time_vs_n.png").exists() and (out / "memory_vs_n.png").exists()

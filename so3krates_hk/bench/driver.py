@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-atoms", type=int, help="skip systems larger than this")
     p.add_argument("--lease", action="store_true",
                    help="the GPU run sized for one short device lease, most important first (plan.lease_plan)")
+    p.add_argument("--memory", action="store_true",
+                   help="memory scaling only: compile energy+forces up to large N and read XLA's buffer sizes")
     p.add_argument("--gpu-sizes", action="store_true", help="plan the GPU sizes even on CPU (default: by device)")
     p.add_argument("--repeats", type=int, help="warm energy+forces calls per configuration (default 15; quick 5)")
     p.add_argument("--timeout", type=float, help="seconds per configuration (default from the plan)")
@@ -181,7 +183,12 @@ def _run_batch(cfgs: list[dict], python: str, tmp: str, tag: str, timeout: float
 def _announce(r: dict) -> None:
     what = f"{r['model']} on {r['system']} ({r.get('num_atoms')} atoms, {r['dtype']}, {r['task']})"
     if r["status"] == "ok":
-        if r["task"] == "train":
+        if r["task"] == "memory":
+            xla = r.get("xla_memory_bytes")
+            print(f"  ok    {what}: compile {r['compile_s']:.2f} s, {r.get('num_edges')} SR edges, "
+                  f"{r.get('num_pairs_lr') or 0} LR pairs, XLA buffers "
+                  + (f"{xla / 2**20:.0f} MB" if xla else "n/a"), flush=True)  # fmt: skip
+        elif r["task"] == "train":
             print(f"  ok    {what}: {r['train_structures_per_s']:.3g} structures/s "
                   f"(batch {r['train_batch_size']}, {r['train_batch_median_s'] * 1e3:.1f} ms)", flush=True)  # fmt: skip
         else:
@@ -213,9 +220,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     device_words = f"{kind} ×{ndev}" if plat != "cpu" else f"CPU: {host['cpu']}, {host['cores']} cores"
     gpu = plat != "cpu" or args.gpu_sizes
 
-    if args.quick and args.lease:
-        raise SystemExit("so3krates-hk bench: --quick and --lease are two different plans; pass one.")
-    cfgs = planning.quick_plan() if args.quick else planning.lease_plan() if args.lease else planning.full_plan(gpu=gpu)
+    if args.quick + args.lease + args.memory > 1:
+        raise SystemExit("so3krates-hk bench: --quick, --lease and --memory are different plans; pass one.")
+    mode = "quick" if args.quick else "lease" if args.lease else "memory" if args.memory else "full"
+    cfgs = {"quick": planning.quick_plan, "lease": planning.lease_plan, "memory": lambda: planning.memory_plan(gpu),
+            "full": lambda: planning.full_plan(gpu=gpu)}[mode]()  # fmt: skip
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     cfgs = planning.select(cfgs, split(args.models), split(args.systems), split(args.dtypes), args.max_atoms,
                            split(args.tasks))  # fmt: skip
@@ -232,7 +241,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     out_dir = args.out or os.path.join("benchmarks", "results", f"{_slug(device)}-{started:%Y-%m-%d}")
     os.makedirs(out_dir, exist_ok=True)
-    print(f"so3krates_hk benchmark ({'quick' if args.quick else 'lease' if args.lease else 'full'}): {len(cfgs)} configurations on "
+    print(f"so3krates_hk benchmark ({mode}): {len(cfgs)} configurations on "
           f"{device_words}; results in {out_dir}", flush=True)  # fmt: skip
 
     torch_versions = None
@@ -249,9 +258,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     meta = dict(
         date=started.isoformat(timespec="seconds"), device=device, device_words=device_words, host=host,
         versions={k: v for k, v in versions.items() if v}, torch_python=torch_python, torch_versions=torch_versions,
-        python=platform.python_version(), mode="quick" if args.quick else "lease" if args.lease else "full",
+        python=platform.python_version(), mode=mode,
         command=" ".join(["so3krates-hk bench"] + list(argv if argv is not None else sys.argv[1:])),
-        dropped=[] if (args.quick or args.lease or gpu) else planning.dropped_on_cpu(),
+        dropped=[] if (mode != "full" or gpu) else planning.dropped_on_cpu(),
     )  # fmt: skip
     _WORKER_ENV.clear()
     _WORKER_ENV.update(os.environ if args.no_malloc_tuning else tuned_env())

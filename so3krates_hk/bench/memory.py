@@ -58,3 +58,18 @@ def device_peak_bytes() -> Optional[int]:
         return stats.get("peak_bytes_in_use")
     except Exception:  # noqa: BLE001
         return None
+
+
+def xla_program_bytes(compiled) -> dict:
+    """The buffers of a compiled JAX program from XLA's buffer assignment (``Compiled.memory_analysis()``):
+    ``xla_memory_bytes`` = arguments + outputs + temporaries − aliased, ``xla_temp_bytes`` = temporaries; None
+    where the backend does not report them."""
+    try:
+        ma = compiled.memory_analysis()
+        if isinstance(ma, (list, tuple)):  # some JAX versions: one entry per device
+            ma = ma[0]
+        temp = int(ma.temp_size_in_bytes)
+        total = temp + int(ma.argument_size_in_bytes) + int(ma.output_size_in_bytes) - int(ma.alias_size_in_bytes)
+        return {"xla_memory_bytes": total, "xla_temp_bytes": temp}
+    except Exception:  # noqa: BLE001
+        return {"xla_memory_bytes": None, "xla_temp_bytes": None}

@@ -53,7 +53,7 @@ def config(model, system, dtype="float32", task="ef", **kw) -> dict:
 def quick_plan() -> list[dict]:
     """A few small systems, float32, our models (+ baselines if importable), fewer repetitions: dha (SO3LR in full),
     the 192-atom water box (SO3krates, short range), a 100-bead CG chain (CG SO3krates, energy+forces and a chemtrain
-    training step)."""
+    training step), and the compile-only memory measure on a 1000-bead chain."""
     fast = dict(repeats=3, ef_budget_s=5.0, md_steps=3, md_loops=2, md_budget_s=3.0, md_loop_target_s=1.0,
                 timeout_s=300, train_samples=16, train_budget_s=10.0, train_batches=3)  # fmt: skip
     plan = [
@@ -61,6 +61,7 @@ def quick_plan() -> list[dict]:
         config("so3krates", "water-192", **fast),
         config("so3krates-cg", "cg-chain-100", **fast),
         config("so3krates-cg", "cg-chain-100", task="train", **fast),
+        config("so3krates-cg", "cg-chain-1000", task="memory", **fast),
         # baselines: each is skipped with a printed line when its package does not import
         config("so3lr-original", "dha", **fast),
         config("allegro-chemutils", "cg-chain-100", **fast),
@@ -78,7 +79,7 @@ def lease_plan() -> list[dict]:
        ≥ 3e6 bead-steps/s), each followed by the official Allegro at equal settings;
     2. SO3LR on water-1536 (the original reports 23.4 ms per MD step on GPU);
     3. the largest water box that fits (the series stops at the first size that runs out of memory or time);
-    4. the CG model at 1e6 beads, the default width against Allegro and MACE, the molecules, float64.
+    4. the CG model at 300 000 beads, the default width against Allegro and MACE, the molecules, float64.
 
     Every configuration runs in its own process (its own peak memory); fewer repeats and shorter MD loops than the
     full plan, since on a GPU each call takes milliseconds and compilation dominates a configuration's time.
@@ -91,9 +92,12 @@ def lease_plan() -> list[dict]:
         config("so3krates-cg", "cg-box-100000", **fast),
         config("allegro-torch", "cg-box-100000", **torch_fast),
         config("so3lr", "water-1536", **fast),
+        # ~0.96 MB per atom of XLA buffers on CPU (benchmarks/results/cpu-memory-2026-12-01): ×8³ needs ~94 GB,
+        # ×9³ ~134 GB (the edge of a 139 GiB H200), ×12³ ~320 GB (skipped once a smaller one fails)
         config("so3lr", "water-98304", **fast),  # ×(8,8,8)
+        config("so3lr", "water-139968", **fast),  # ×(9,9,9)
         config("so3lr", "water-331776", **fast),  # ×(12,12,12)
-        config("so3krates-cg", "cg-box-1000000", **fast),
+        config("so3krates-cg", "cg-box-300000", **fast),  # ~0.15 MB per bead: 1e6 beads would need ~146 GB
         config("allegro-torch", "cg-box-10000", **torch_fast),
         config("so3krates-cg", "cg-box-10000", **fast),
         config("so3krates", "water-12288", **fast),
@@ -105,6 +109,17 @@ def lease_plan() -> list[dict]:
         config("so3lr", "water-1536", dtype="float64", **fast),
         config("so3krates-cg", "cg-box-100000", dtype="float64", **fast),
     ]
+
+
+def memory_plan(gpu: bool = False) -> list[dict]:
+    """``--memory``: how the memory of the energy+forces program grows with N, from XLA's buffer assignment of the
+    compiled program (task "memory": lists allocated and the program compiled, nothing run), so sizes beyond what
+    this machine could execute are measured too. SO3LR in full and SO3krates on water, the CG model on CG boxes."""
+    water = ["water-1536", "water-12288", "water-41472"] + (["water-98304"] if gpu else [])
+    cg = ["cg-box-1000", "cg-box-10000", "cg-box-100000"] + (["cg-box-1000000"] if gpu else [])
+    kw = dict(task="memory", timeout_s=600)
+    return ([config("so3lr", s, **kw) for s in water] + [config("so3krates", s, **kw) for s in water[:2]]
+            + [config("so3krates-cg", s, **kw) for s in cg])  # fmt: skip
 
 
 def full_plan(gpu: bool = False) -> list[dict]:

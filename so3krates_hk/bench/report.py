@@ -84,29 +84,34 @@ def markdown(meta: dict, results: list[dict]) -> str:
     L.append("")
 
     ef = sorted(_ok(results), key=lambda r: (family(r["system"]), r["model"], r["dtype"], r["num_atoms"]))
-    L.append("## Energy + forces")
-    L.append("")
-    L.append("| model | system | N | dtype | JAX | edges (SR) | compile s | e+f median ms | (n) | nbr update ms | "
-             "atom-steps/s | MD step ms | peak RSS MB | load |")  # fmt: skip
-    L.append("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-    for r in ef:
-        load = r.get("loadavg_start")
-        jax_v = "(torch)" if r["model"].endswith("-torch") else (r.get("run_versions") or {}).get("jax", "?")
-        L.append(
-            f"| {r['model']} | {r['system']} | {r['num_atoms']} | {r['dtype']} | {jax_v} | {_fmt(r.get('num_edges'))} | "
-            f"{_fmt(r.get('compile_s'))} | {_fmt(r.get('ef_median_s'), 1e3)} | {r.get('repeats')} | "
-            f"{_fmt(r.get('nbr_update_median_s'), 1e3)} | {_fmt(r.get('atom_steps_per_s'))} | "
-            f"{_fmt(r.get('md_step_median_s'), 1e3)} | {_fmt(r.get('peak_memory_bytes'), 1 / MB)} | "
-            f"{load[0] if load else '–'} |"
-        )
-    L.append("")
-    L.append("compile: `jit(value_and_grad(E)).lower().compile()` wall time (torch: first call − warm median). "
-             "e+f: median of n warm calls, `block_until_ready`. nbr update: jitted `nbrs.update(R')` of every list with "
-             "one atom moved by 0.75 skin, i.e. a full rebuild (torch: a matscipy rebuild); the check-only update "
-             "(nothing moved) is `nbr_check_median_s` in the JSON. MD step: NVE velocity Verlet with every list updated each step, "
-             "median of short jitted loops, per step. Peak RSS: the whole process during the warm e+f calls "
-             "(JAX/torch runtime included; CPU), or the device's `peak_bytes_in_use` (GPU).")  # fmt: skip
-    L.append("")
+    if ef:
+        L.append("## Energy + forces")
+        L.append("")
+        L.append("| model | system | N | dtype | JAX | edges (SR) | compile s | e+f median ms | (n) | nbr update ms | "
+                 "atom-steps/s | MD step ms | peak RSS MB | XLA buffers MB | load |")  # fmt: skip
+        L.append("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for r in ef:
+            load = r.get("loadavg_start")
+            jax_v = "(torch)" if r["model"].endswith("-torch") else (r.get("run_versions") or {}).get("jax", "?")
+            L.append(
+                f"| {r['model']} | {r['system']} | {r['num_atoms']} | {r['dtype']} | {jax_v} | {_fmt(r.get('num_edges'))} | "
+                f"{_fmt(r.get('compile_s'))} | {_fmt(r.get('ef_median_s'), 1e3)} | {r.get('repeats')} | "
+                f"{_fmt(r.get('nbr_update_median_s'), 1e3)} | {_fmt(r.get('atom_steps_per_s'))} | "
+                f"{_fmt(r.get('md_step_median_s'), 1e3)} | {_fmt(r.get('peak_memory_bytes'), 1 / MB)} | "
+                f"{_fmt(r.get('xla_memory_bytes'), 1 / MB)} | {load[0] if load else '–'} |"
+            )
+        L.append("")
+        L.append("compile: `jit(value_and_grad(E)).lower().compile()` wall time (torch: first call − warm median). "
+                 "e+f: median of n warm calls, `block_until_ready`. nbr update: jitted `nbrs.update(R')` of every list with "
+                 "one atom moved by 0.75 skin, i.e. a full rebuild (torch: a matscipy rebuild); the check-only update "
+                 "(nothing moved) is `nbr_check_median_s` in the JSON. MD step: NVE velocity Verlet with every list updated each step, "
+                 "median of short jitted loops, per step. Peak RSS: the whole process during the warm e+f calls "
+                 "(JAX/torch runtime included; CPU), or the device's `peak_bytes_in_use` (GPU). XLA buffers: the compiled "
+                 "e+f program's arguments + outputs + temporaries from XLA's buffer assignment (`memory_analysis()`), "
+                 "free of the allocator and the runtime.")  # fmt: skip
+        L.append("")
+    L.extend(_memory_table(_ok(results, "memory")))
+    L.extend(_memory_scaling(ef + _ok(results, "memory")))
 
     # same-run ratios, per system
     by_sys: dict[tuple, list] = {}
@@ -211,6 +216,57 @@ def markdown(meta: dict, results: list[dict]) -> str:
     return "\n".join(L)
 
 
+def memory_exponents(results: list[dict], key: str = "xla_memory_bytes") -> list[dict]:
+    """Per series (model, dtype, system family) with at least two sizes: the log-log slope of ``key`` against N
+    between the smallest and the largest size (1 = linear), and the bytes per atom at the largest."""
+    series: dict = {}
+    for r in results:
+        if r.get("status") == "ok" and r.get(key) and r.get("task", "ef") in ("ef", "memory"):
+            series.setdefault((r["model"], r["dtype"], family(r["system"])), []).append((r["num_atoms"], r[key]))
+    out = []
+    for (model, dtype, fam), pts in sorted(series.items()):
+        pts = sorted(set(pts))
+        (n0, m0), (n1, m1) = pts[0], pts[-1]
+        if n1 <= n0:
+            continue
+        out.append(dict(model=model, dtype=dtype, family=fam, n_min=n0, n_max=n1, sizes=len(pts),
+                        exponent=math.log(m1 / m0) / math.log(n1 / n0), bytes_per_atom=m1 / n1))  # fmt: skip
+    return out
+
+
+def _memory_table(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    rows = sorted(rows, key=lambda r: (r["model"], r["dtype"], family(r["system"]), r["num_atoms"]))
+    L = ["## Memory of the energy+forces program (compiled, not run: XLA's buffer assignment)", "",
+         "| model | system | N | dtype | JAX | edges (SR) | pairs (LR) | compile s | XLA buffers MB | temporaries MB | "
+         "kB per atom |", "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        jax_v = (r.get("run_versions") or {}).get("jax", "?")
+        L.append(f"| {r['model']} | {r['system']} | {r['num_atoms']} | {r['dtype']} | {jax_v} | "
+                 f"{_fmt(r.get('num_edges'))} | {_fmt(r.get('num_pairs_lr'))} | {_fmt(r.get('compile_s'))} | "
+                 f"{_fmt(r.get('xla_memory_bytes'), 1 / MB)} | {_fmt(r.get('xla_temp_bytes'), 1 / MB)} | "
+                 f"{_fmt(r['xla_memory_bytes'] / r['num_atoms'] / 1e3) if r.get('xla_memory_bytes') else '–'} |")  # fmt: skip
+    return L + [""]
+
+
+def _memory_scaling(ef: list[dict]) -> list[str]:
+    rows = memory_exponents(ef)
+    if not rows:
+        return []
+    peak = {(r["model"], r["dtype"], r["family"]): r["exponent"] for r in memory_exponents(ef, "peak_memory_bytes")}
+    L = ["### Memory scaling (log-log slope against N, smallest to largest size; 1 = linear)", "",
+         "| model | dtype | systems | N range | sizes | XLA buffers exponent | kB per atom (largest) | peak exponent |",
+         "|---|---|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        p = peak.get((r["model"], r["dtype"], r["family"]))
+        L.append(f"| {r['model']} | {r['dtype']} | {r['family']} | {r['n_min']}–{r['n_max']} | {r['sizes']} | "
+                 f"{r['exponent']:.2f} | {r['bytes_per_atom'] / 1e3:.1f} | {'–' if p is None else f'{p:.2f}'} |")  # fmt: skip
+    L += ["", "The peak (RSS on CPU) carries the runtime's fixed footprint, so its exponent reads below 1 at small N.",
+          ""]  # fmt: skip
+    return L
+
+
 def system_order(name: str):
     return (family(name), name)
 
@@ -226,7 +282,8 @@ def largest_sizes(results) -> dict:
 
 def plots(out_dir: str, results: list[dict], device: str) -> list[str]:
     """time_vs_n.png, md_step_vs_n.png, memory_vs_n.png: log-log against N, float32, one line per model (and CG
-    family); atomistic models (default width) and CG models in two panels, each with a line for linear scaling."""
+    family); atomistic models (default width) and CG models in two panels, each with a line for linear scaling.
+    The memory plot draws the measured peak (solid) and the compiled program's XLA buffers (dashed)."""
     try:
         import matplotlib
 
@@ -236,37 +293,46 @@ def plots(out_dir: str, results: list[dict], device: str) -> list[str]:
         return []
     files = []
     ef = [r for r in _ok(results) if r.get("dtype") == "float32"]
+    mem = [r for r in _ok(results, "memory") if r.get("dtype") == "float32"]
     panels = (("atomistic (water, molecules; default width)", lambda f: f in ("water", "molecule")),
               ("CG (chains, boxes; CG width)", lambda f: f.startswith("cg")))  # fmt: skip
-    for key, label, fname, scale in (
-        ("ef_median_s", "energy + forces, median (s)", "time_vs_n.png", 1.0),
-        ("md_step_median_s", "MD step incl. neighbour update (s)", "md_step_vs_n.png", 1.0),
-        ("peak_memory_bytes", "peak memory (MB)", "memory_vs_n.png", 1 / MB),
-    ):
-        rows = [r for r in ef if r.get(key) is not None]
-        if not rows:
+
+    def series_name(r):
+        fam = family(r["system"])
+        return r["model"] + (f" ({fam})" if fam.startswith("cg") else "")
+
+    # (key, source records, line style, legend suffix) per quantity; memory: the measured peak (solid) and the
+    # compiled program's buffers (dashed; from the e+f runs and the compile-only memory runs)
+    figures = (
+        ("energy + forces, median (s)", "time_vs_n.png", 1.0, [("ef_median_s", ef, "-", "")]),
+        ("MD step incl. neighbour update (s)", "md_step_vs_n.png", 1.0, [("md_step_median_s", ef, "-", "")]),
+        ("memory (MB)", "memory_vs_n.png", 1 / MB,
+         [("peak_memory_bytes", ef, "-", ": peak"), ("xla_memory_bytes", ef + mem, "--", ": XLA buffers")]),
+    )  # fmt: skip
+    for label, fname, scale, sources in figures:
+        if not any(r.get(key) is not None for key, rows, _, _ in sources for r in rows):
             continue
         fig, axes = plt.subplots(1, 2, figsize=(12, 5))
         for ax, (title, keep) in zip(axes, panels):
-            series: dict[str, list] = {}
-            for r in rows:
-                fam = family(r["system"])
-                if not keep(fam):
-                    continue
-                name = r["model"] + (f" ({fam})" if fam.startswith("cg") else "")
-                series.setdefault(name, []).append((r["num_atoms"], r[key] * scale))
-            if not series:
+            allpts, colors = [], {}
+            for key, rows, style, suffix in sources:
+                series: dict[str, dict] = {}
+                for r in rows:
+                    if r.get(key) is not None and keep(family(r["system"])):
+                        series.setdefault(series_name(r), {})[r["num_atoms"]] = r[key] * scale
+                for name, pts in sorted(series.items()):
+                    xs, ys = zip(*sorted(pts.items()))
+                    line = ax.plot(xs, ys, ls=style, marker="o" if style == "-" else ".", color=colors.get(name),
+                                   label=name + (suffix if len(sources) > 1 else ""))[0]  # fmt: skip
+                    colors.setdefault(name, line.get_color())
+                    allpts += list(zip(xs, ys))
+            if not allpts:
                 ax.set_visible(False)
                 continue
-            for name, pts in sorted(series.items()):
-                pts.sort()
-                xs, ys = zip(*pts)
-                ax.plot(xs, ys, marker="o", label=name)
-            allpts = sorted(p for pts in series.values() for p in pts)
-            x0, y0 = allpts[0]
-            lo, hi = allpts[0][0], allpts[-1][0]
+            allpts.sort()
+            (lo, y0), hi = allpts[0], allpts[-1][0]
             if hi > lo:
-                ax.plot([lo, hi], [y0, y0 * hi / lo], "k--", lw=1, label="∝ N (linear, from the smallest point)")
+                ax.plot([lo, hi], [y0, y0 * hi / lo], "k:", lw=1, label="∝ N (linear, from the smallest point)")
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("atoms / beads N")

@@ -1,7 +1,8 @@
 """One benchmark configuration, run in its own process: ``python -m so3krates_hk.bench.worker CONFIG.json OUT.json``.
 
 A configuration is a dict (see ``plan.Config``): model, system, dtype, task ("ef": energy+forces, neighbour update,
-MD; or "train": one chemtrain ForceMatching step), repeats and time budgets. The worker writes its result to
+MD; "memory": compile the energy+forces program only and read XLA's buffer sizes; or "train": one chemtrain
+ForceMatching step), repeats and time budgets. The worker writes its result to
 OUT.json after every phase, so a configuration that runs out of time still reports what it measured.
 
 What is measured (JAX models; the torch baselines are in ``torch_models``):
@@ -19,6 +20,10 @@ What is measured (JAX models; the torch baselines are in ``torch_models``):
 * ``peak_memory_bytes``: CPU: the peak RSS during the warm energy+forces calls (the process, JAX runtime included;
   ``rss_before_bytes`` is the RSS just before); ``peak_memory_compile_bytes`` the peak during compilation.
   GPU: the device's ``peak_bytes_in_use`` after the energy+forces phase.
+* ``xla_memory_bytes``: the compiled energy+forces program's own buffers from XLA's buffer assignment
+  (``compiled.memory_analysis()``: arguments + outputs + temporaries − aliased), ``xla_temp_bytes`` the temporaries
+  alone. Independent of the allocator (on CPU the tuned malloc keeps freed memory in the RSS) and of the runtime's
+  own footprint, so it is the figure to read memory scaling in N from.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ RESULT_FIELDS = (
     "jit_first_call_minus_warm_s", "ef_median_s", "ef_times_s", "repeats", "nbr_allocate_s", "nbr_update_median_s",
     "nbr_check_median_s",    "atom_steps_per_s", "md_step_median_s", "md_steps", "md_loops", "md_compile_s", "md_overflow",
     "peak_memory_bytes", "peak_memory_compile_bytes", "peak_memory_md_bytes", "rss_before_bytes", "memory_kind",
+    "xla_memory_bytes", "xla_temp_bytes",
     "energy", "max_abs_force", "finite", "train_structures_per_s", "train_batch_median_s", "train_batch_size",
     "train_first_epoch_s", "train_batches_timed", "loadavg_start", "loadavg_end", "wall_s",
 )  # fmt: skip
@@ -161,7 +167,14 @@ def run_ef(cfg: dict, rec: Recorder) -> None:
     cpu1 = time.process_time()
     peak_compile = memory.peak_rss_bytes()
     rec.update(lower_s=t1 - t0, compile_only_s=t2 - t1, compile_s=t2 - t0, compile_cpu_s=cpu1 - cpu0,
-               peak_memory_compile_bytes=peak_compile)  # fmt: skip
+               peak_memory_compile_bytes=peak_compile, **memory.xla_program_bytes(compiled))  # fmt: skip
+    if rec.result["xla_memory_bytes"] is None:
+        rec.result["na"]["xla_memory_bytes"] = rec.result["na"]["xla_temp_bytes"] = "memory_analysis() unavailable"
+    if cfg.get("task") == "memory":  # compile only: XLA's buffer sizes, nothing executed
+        for k in RESULT_FIELDS:
+            if rec.result.get(k) is None and k not in rec.result["na"]:
+                rec.result["na"][k] = "task 'memory': compiled, not run"
+        return
 
     # first call and warm calls
     rss_before = memory.rss_bytes()
