@@ -116,6 +116,7 @@ def so3krates_neighborlist_pp(
     mode: str = "energy",
     per_particle: bool = False,
     positive_species: bool = False,
+    remat: bool = False,
     **hyperparameters: Any,
 ) -> tuple[Callable, Callable]:
     """SO3krates energy over a jax-md neighbour list, as an ``(init_fn, apply_fn)`` pair.
@@ -132,6 +133,10 @@ def so3krates_neighborlist_pp(
         mode: "energy" (scalar, or per-atom with ``per_particle``) or "all" (a dict of energies and features).
         per_particle: return per-atom energies (N,), zero on masked atoms.
         positive_species: species are 1-based (e.g. atomic numbers on a table of ``n_species`` rows); 1 is subtracted.
+        remat: gradient checkpointing of the interaction layers (``hk.remat``): forces and parameter gradients
+            recompute each layer's forward pass instead of storing its per-edge intermediates. Same numbers and
+            parameter tree, 15-40 % more time. Whether memory drops depends on XLA's schedule: on CPU it does not
+            (measured, ``benchmarks/NOTES.md``); the GPU benchmark measures it (``so3lr-remat``).
         **hyperparameters: ``SO3kratesConfig`` fields (defaults: SO3LR's SO3krates). Unknown names raise.
 
     Returns:
@@ -164,7 +169,8 @@ def so3krates_neighborlist_pp(
         species = jnp.where(node_mask, species, 0)
         graph = build_graph(displacement, position, neighbor, r_cutoff, node_mask, pair_capacity, pairs=True, **kwargs)
         per_atom, aux = so3krates_energy(
-            config, n_species, r_cutoff, avg_num_neighbors, species, graph, node_mask, total_charge, num_unpaired
+            config, n_species, r_cutoff, avg_num_neighbors, species, graph, node_mask, total_charge, num_unpaired,
+            remat=remat,
         )
         aux["num_edges"] = graph.num_edges
         return _finish(per_atom, aux, position, node_mask, graph.overflow, mode, per_particle)
@@ -216,6 +222,7 @@ def so3lr_neighborlist_pp(
     electrostatic_energy_scale: float = 4.0,
     dispersion_energy_scale: float = 1.2,
     check_spin_parity: bool = True,
+    remat: bool = False,
     **hyperparameters: Any,
 ) -> tuple[Callable, Callable]:
     """SO3LR: SO3krates + ZBL + damped Coulomb + vdW-QDO dispersion (SPEC §1), as an ``(init_fn, apply_fn)`` pair.
@@ -239,6 +246,7 @@ def so3lr_neighborlist_pp(
         dispersion_energy_scale: scale of the QDO damping radius (1.2).
         check_spin_parity: reject (outside jit) a number of unpaired electrons whose parity differs from the
             electron count ΣZ − Q. The original does not check; pass False to evaluate such states anyway.
+        remat: gradient checkpointing of the interaction layers, as in ``so3krates_neighborlist_pp``.
         **hyperparameters: ``SO3kratesConfig`` fields; charge and spin embeddings default to on.
 
     Returns:
@@ -277,7 +285,7 @@ def so3lr_neighborlist_pp(
             jnp.asarray(total_charge, dtype).reshape(()), jnp.asarray(num_unpaired_electrons, dtype).reshape(()),
             zbl=zbl, electrostatics=electrostatics, dispersion=dispersion, lr_cutoff=lr_cutoff,
             dispersion_damping=dispersion_damping, electrostatic_energy_scale=electrostatic_energy_scale,
-            dispersion_energy_scale=dispersion_energy_scale,
+            dispersion_energy_scale=dispersion_energy_scale, remat=remat,
         )  # fmt: skip
         aux["num_edges"] = graph.num_edges
         return _finish(per_atom, aux, position, node_mask, graph.overflow, mode, per_particle)

@@ -62,6 +62,7 @@ class SO3krates(hk.Module):
         num_species: int,
         r_cutoff: float,
         avg_num_neighbors: float,
+        remat: bool = False,
         name: Optional[str] = "so3krates",
     ):
         super().__init__(name=name)
@@ -69,6 +70,7 @@ class SO3krates(hk.Module):
         self.num_species = num_species
         self.r_cutoff = r_cutoff
         self.avg_num_neighbors = avg_num_neighbors
+        self.remat = remat
 
     def __call__(
         self,
@@ -103,7 +105,7 @@ class SO3krates(hk.Module):
 
         activation = get_activation(cfg.activation_fn)
         for t in range(cfg.num_layers):
-            x, ev = SO3kratesLayer(
+            layer = SO3kratesLayer(
                 cfg.num_features,
                 cfg.num_heads,
                 cfg.degrees,
@@ -114,10 +116,21 @@ class SO3krates(hk.Module):
                 residual_mlp_1=cfg.residual_mlp_1,
                 residual_mlp_2=cfg.residual_mlp_2,
                 name=f"layers_{t}",
-            )(x, ev, edges)
+            )
+            x, ev = _rematerialised(layer, x, ev, edges) if self.remat else layer(x, ev, edges)
             inter[f"x_layer{t}"] = x
             inter[f"ev_layer{t}"] = ev
         return SO3kratesOutput(x, ev, edges, inter)
+
+
+def _rematerialised(layer, x, ev, edges: EdgeFeatures):
+    """``layer(x, ev, edges)`` under ``hk.remat`` (gradient checkpointing): the backward pass recomputes the layer's
+    forward instead of keeping its per-edge intermediates. The edge arrays pass as arguments; the node count and the
+    sortedness flag stay static. Same numbers; whether the peak memory drops is the compiler's schedule (on XLA:CPU
+    it does not, see ``benchmarks/NOTES.md``)."""
+    static = dict(num_nodes=edges.num_nodes, sorted=edges.sorted)
+    arrays = {k: v for k, v in edges._asdict().items() if k not in static}
+    return hk.remat(lambda x, ev, arrays: layer(x, ev, EdgeFeatures(**arrays, **static)))(x, ev, arrays)
 
 
 def energy_head(config: SO3kratesConfig, num_species: int, x: jnp.ndarray, species: jnp.ndarray) -> jnp.ndarray:
@@ -141,9 +154,10 @@ def so3krates_energy(
     node_mask: jnp.ndarray,
     total_charge=0.0,
     num_unpaired_electrons=0.0,
+    remat: bool = False,
 ) -> tuple[jnp.ndarray, dict]:
     """Per-atom SO3krates energies (zero on masked atoms) and a dict of everything computed on the way."""
-    feats = SO3krates(config, num_species, r_cutoff, avg_num_neighbors)(
+    feats = SO3krates(config, num_species, r_cutoff, avg_num_neighbors, remat)(
         species, graph, node_mask, total_charge, num_unpaired_electrons
     )
     e = jnp.where(node_mask, energy_head(config, num_species, feats.x, species), 0.0)
@@ -180,11 +194,12 @@ def so3lr_energy(
     dispersion_damping: float = 2.0,
     electrostatic_energy_scale: float = 4.0,
     dispersion_energy_scale: float = 1.2,
+    remat: bool = False,
 ) -> tuple[jnp.ndarray, dict]:
     """Per-atom SO3LR energies E_i = E^nn + E^zbl + E^el + E^disp (SPEC §9.1), and all components."""
     Z = atomic_numbers
     dtype = graph.vectors.dtype
-    feats = SO3krates(config, SO3LR_NUM_SPECIES, r_cutoff, avg_num_neighbors)(
+    feats = SO3krates(config, SO3LR_NUM_SPECIES, r_cutoff, avg_num_neighbors, remat)(
         Z, graph, node_mask, total_charge, num_unpaired_electrons
     )
     x = feats.x

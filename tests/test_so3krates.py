@@ -58,6 +58,26 @@ def test_forces_equal_minus_gradient_by_finite_differences(mol):
         assert abs(float(fd - grad[i, a])) <= 1e-7 * max(1.0, abs(float(grad[i, a])))
 
 
+def test_remat_gives_the_same_energy_forces_and_parameter_gradients(mol):
+    """remat=True (hk.remat around each layer) only changes what the backward pass stores: the same parameter tree
+    from init, and energy, forces and parameter gradients equal to round-off."""
+    init_r, apply_r = so3krates_neighborlist_pp(mol["disp"], CUTOFF, n_species=4, avg_num_neighbors=5.0, remat=True,
+                                                **SMALL)  # fmt: skip
+    p_r = init_r(jax.random.PRNGKey(0), mol["R"], mol["nbrs"], species=mol["species"])
+    assert jax.tree_util.tree_structure(p_r) == jax.tree_util.tree_structure(mol["params"])
+    assert all(jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda a, b: bool(jnp.all(a == b)), p_r, mol["params"])))
+
+    def both(apply):
+        f = lambda p, r: apply(p, r, mol["nbrs"], species=mol["species"])  # noqa: E731
+        return jax.value_and_grad(f, argnums=(0, 1))(mol["params"], mol["R"])
+
+    (e0, (gp0, gr0)), (e1, (gp1, gr1)) = both(mol["apply"]), both(apply_r)
+    assert abs(float(e1 - e0)) <= 1e-12 * max(1.0, abs(float(e0)))
+    assert float(jnp.max(jnp.abs(gr1 - gr0))) <= 1e-12
+    diffs = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda a, b: float(jnp.max(jnp.abs(a - b))), gp1, gp0))
+    assert max(diffs) <= 1e-11
+
+
 def test_sparse_equals_dense(mol):
     _, dense = free_lists(mol["R"], CUTOFF, partition.Dense)
     assert rel(energy(mol, nbrs=dense), energy(mol)) <= 1e-10

@@ -103,6 +103,17 @@ def test_rotation_invariance_with_all_terms(dha):
     assert rel(apply_fn(dha["params"], Rr, sr, lr, dha["Z"]), e0) <= 1e-10
 
 
+def test_remat_reproduces_so3lr(dha):
+    _, apply_r = so3lr_neighborlist_pp(dha["disp"], mode="all", remat=True)
+
+    def ef(apply):
+        f = lambda r: apply(dha["params"], r, dha["sr"], dha["lr"], dha["Z"])["energy"]  # noqa: E731
+        return jax.value_and_grad(f)(dha["R"])
+
+    (e0, g0), (e1, g1) = ef(dha["apply_all"]), ef(apply_r)
+    assert abs(float(e1 - e0)) <= 1e-10 and float(jnp.max(jnp.abs(g1 - g0))) <= 1e-10
+
+
 def test_terms_switch_off(dha):
     args = (dha["params"], dha["R"], dha["sr"], dha["lr"], dha["Z"])
     full = dha["apply_all"](*args)

@@ -9,6 +9,7 @@ Model names (see ``MODEL_INFO``):
 
 * ``so3lr``: pretrained SO3LR, short range (4.5 Å, NN + ZBL) and long range (12 Å Coulomb + dispersion).
 * ``so3lr-sr``: pretrained SO3LR without the long-range terms (for boxes smaller than 2 × 12 Å).
+* ``so3lr-remat``: ``so3lr`` with ``remat=True`` (gradient checkpointing of the interaction layers).
 * ``so3krates``: SO3krates at default width (SO3LR's: 3 layers, 128 features, degrees 1–4), 4.5 Å, random init.
 * ``so3krates-cg``: the small CG width (2 layers, 32 features, 4 heads, degrees 1–2, 10 Å, γ = 0.4), random init.
 * ``allegro-chemutils``: chemutils' JAX Allegro (``allegro_neighborlist_pp``) at the width of the matching
@@ -47,6 +48,7 @@ TIME_UNIT_FS = 10.180505710774743  # jax-md time unit for amu, Å, eV
 MODEL_INFO = {
     "so3lr": "pretrained SO3LR: SO3krates (3 layers, 128 features, degrees 1-4, 4.5 Å) + ZBL + Coulomb + dispersion (12 Å)",
     "so3lr-sr": "pretrained SO3LR, short range only (NN + ZBL, 4.5 Å; Coulomb and dispersion off)",
+    "so3lr-remat": "so3lr with remat=True: each interaction layer recomputed in the backward pass (hk.remat)",
     "so3krates": "SO3krates, default width (3 layers, 128 features, 4 heads, degrees 1-4), 4.5 Å, random init",
     "so3krates-cg": "SO3krates, CG width (2 layers, 32 features, 4 heads, degrees 1-2, γ=0.4), 10 Å, random init",
     "allegro-chemutils": "chemutils' JAX Allegro at the matching width, same jax-md lists (skipped unless importable)",
@@ -150,8 +152,10 @@ def build(model: str, system: BenchSystem, dtype_name: str = "float32", seed: in
     width = model_width(model)
     w = WIDTHS[width]
     skin = SKIN[width]
-    long_range = model in ("so3lr", "so3lr-original")
-    if model in ("so3lr", "so3lr-sr", "so3lr-original") and not system.atomistic:
+    remat = model == "so3lr-remat"
+    model_base = "so3lr" if remat else model
+    long_range = model_base in ("so3lr", "so3lr-original")
+    if model_base in ("so3lr", "so3lr-sr", "so3lr-original") and not system.atomistic:
         raise Unavailable(f"{model} needs atomic numbers; {system.name} is a CG system.")
     lr_cutoff = 12.0
     lr_skin = skin
@@ -183,7 +187,7 @@ def build(model: str, system: BenchSystem, dtype_name: str = "float32", seed: in
     fns, lists = {"neighbor": sr_fn}, {"neighbor": nbrs}
     settings = dict(common, **_list_settings("sr", w["r_cutoff"], skin, "Sparse", nbrs, cell_list))
 
-    if model in ("so3lr", "so3lr-sr"):
+    if model_base in ("so3lr", "so3lr-sr"):
         from so3krates_hk import pretrained, so3lr_neighborlist_pp
 
         params, kwargs = pretrained.so3lr()
@@ -198,8 +202,9 @@ def build(model: str, system: BenchSystem, dtype_name: str = "float32", seed: in
             fns["neighbor_lr"], lists["neighbor_lr"] = lr_fn, nbrs_lr
             settings.update(_list_settings("lr", lr_cutoff, lr_skin, "OrderedSparse", nbrs_lr, cell_list))
         _, apply_fn = so3lr_neighborlist_pp(
-            displacement, positions_test=R, neighbor_test=nbrs, max_edge_multiplier=CAPACITY_MULTIPLIER, **kwargs
-        )
+            displacement, positions_test=R, neighbor_test=nbrs, max_edge_multiplier=CAPACITY_MULTIPLIER, remat=remat,
+            **kwargs,
+        )  # fmt: skip
         params = _cast(params, dtype)
         Z = species
 
@@ -212,6 +217,7 @@ def build(model: str, system: BenchSystem, dtype_name: str = "float32", seed: in
             long_range=long_range, zbl=True, num_layers=cfg.num_layers, num_features=cfg.num_features,
             num_heads=cfg.num_heads, degrees=list(cfg.degrees), num_radial_basis_fn=cfg.num_radial_basis_fn,
             max_edges=apply_fn.max_edges, avg_num_neighbors=kwargs["avg_num_neighbors"], weights="pretrained",
+            remat=remat,
         )  # fmt: skip
         count = lambda position, neighbor, neighbor_lr=None: apply_fn.count_edges(position, neighbor)  # noqa: E731
         return BoundModel(model, energy, params, fns, lists, displacement, shift, R, species, masses, settings,

@@ -108,6 +108,10 @@ def lease_plan() -> list[dict]:
         config("so3lr", "bb", **fast),
         config("so3lr", "water-1536", dtype="float64", **fast),
         config("so3krates-cg", "cg-box-100000", dtype="float64", **fast),
+        # does remat lower the GPU memory? (on XLA:CPU it does not): compile-only buffer sizes, and one timing
+        config("so3lr", "water-12288", task="memory", **fast),
+        config("so3lr-remat", "water-12288", task="memory", **fast),
+        config("so3lr-remat", "water-12288", **fast),
     ]
 
 
@@ -119,7 +123,7 @@ def memory_plan(gpu: bool = False) -> list[dict]:
     cg = ["cg-box-1000", "cg-box-10000", "cg-box-100000"] + (["cg-box-1000000"] if gpu else [])
     kw = dict(task="memory", timeout_s=600)
     return ([config("so3lr", s, **kw) for s in water] + [config("so3krates", s, **kw) for s in water[:2]]
-            + [config("so3krates-cg", s, **kw) for s in cg])  # fmt: skip
+            + [config("so3krates-cg", s, **kw) for s in cg] + [config("so3lr-remat", s, **kw) for s in water[:2]])  # fmt: skip
 
 
 def full_plan(gpu: bool = False) -> list[dict]:
@@ -136,6 +140,7 @@ def full_plan(gpu: bool = False) -> list[dict]:
     # SO3LR: in full on the molecules and the larger boxes, short range only on the 12.4 Å box
     plan += [config("so3lr", s, **big) for s in REFERENCE_MOLECULES + tuple(water[1:])]
     plan += [config("so3lr-sr", "water-192"), config("so3lr-sr", "water-1536", **big)]
+    plan += [config("so3lr-remat", "water-1536", **big)]
     plan += [config("so3krates", s, **big) for s in water]
     plan += [config("so3krates", "bb")]
     plan += [config("so3krates-cg", s, **big) for s in cg_chain + cg_box]
@@ -166,7 +171,7 @@ def full_plan(gpu: bool = False) -> list[dict]:
 
 # Largest size per model in the full CPU run (2 cores): beyond these one configuration takes longer than its share
 # of the ~20 minute budget. The report lists what was dropped.
-CPU_LIMITS = {"so3lr": 1536, "so3krates": 1536, "so3krates-cg": 10000, "allegro-torch": 1000, "mace-torch": 1000,
+CPU_LIMITS = {"so3lr": 1536, "so3lr-remat": 1536, "so3krates": 1536, "so3krates-cg": 10000, "allegro-torch": 1000, "mace-torch": 1000,
               "allegro-chemutils": 10000}
 
 
