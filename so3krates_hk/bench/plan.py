@@ -78,7 +78,8 @@ def lease_plan() -> list[dict]:
     1. SO3LR in full on water-12 288 (target: ≥ 1e6 atom-steps/s) and the CG model on a 100 000-bead box (target:
        ≥ 3e6 bead-steps/s), each followed by the official Allegro at equal settings;
     2. SO3LR on water-1536 (the original reports 23.4 ms per MD step on GPU);
-    3. the largest water box that fits (the series stops at the first size that runs out of memory or time);
+    3. the largest water box that fits (the series stops at the first size that runs out of memory or time), and
+       XLA's buffer sizes with and without ``remat``;
     4. the CG model at 300 000 beads, the default width against Allegro and MACE, the molecules, float64.
 
     Every configuration runs in its own process (its own peak memory); fewer repeats and shorter MD loops than the
@@ -97,6 +98,9 @@ def lease_plan() -> list[dict]:
         config("so3lr", "water-98304", **fast),  # ×(8,8,8)
         config("so3lr", "water-139968", **fast),  # ×(9,9,9)
         config("so3lr", "water-331776", **fast),  # ×(12,12,12)
+        # does remat lower the memory on the GPU? (on XLA:CPU it does not): compile-only buffer sizes
+        config("so3lr", "water-12288", task="memory", **fast),
+        config("so3lr-remat", "water-12288", task="memory", **fast),
         config("so3krates-cg", "cg-box-300000", **fast),  # ~0.15 MB per bead: 1e6 beads would need ~146 GB
         config("allegro-torch", "cg-box-10000", **torch_fast),
         config("so3krates-cg", "cg-box-10000", **fast),
@@ -108,9 +112,6 @@ def lease_plan() -> list[dict]:
         config("so3lr", "bb", **fast),
         config("so3lr", "water-1536", dtype="float64", **fast),
         config("so3krates-cg", "cg-box-100000", dtype="float64", **fast),
-        # does remat lower the GPU memory? (on XLA:CPU it does not): compile-only buffer sizes, and one timing
-        config("so3lr", "water-12288", task="memory", **fast),
-        config("so3lr-remat", "water-12288", task="memory", **fast),
         config("so3lr-remat", "water-12288", **fast),
     ]
 
