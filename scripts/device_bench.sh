@@ -49,10 +49,14 @@ from so3krates_hk import pretrained
 from so3krates_hk.bench import jax_models, torch_models  # noqa: F401  (the benchmark's builders import)
 from so3krates_hk.parity import parity_report
 
+from so3krates_hk.bench.worker import _chemtrain_jax_aliases
+
 print("jax", jax.__version__, jax.devices(), "so3krates_hk", so3krates_hk.__version__)
-for m in ("haiku", "e3nn_jax", "jax_md", "optax", "torch", "nequip", "allegro", "mace", "matscipy", "ase"):
+print("  aliases added for chemtrain:", _chemtrain_jax_aliases())
+for m in ("haiku", "e3nn_jax", "jax_md", "optax", "chemtrain.trainers", "torch", "nequip", "allegro", "mace",
+          "matscipy", "ase"):
     try:
-        mod = __import__(m)
+        mod = __import__(m, fromlist=["_"])
         print(f"  {m:9s} {getattr(mod, '__version__', '?')}")
     except Exception as err:  # the torch baselines are optional: say so and go on
         print(f"  {m:9s} NOT IMPORTABLE: {type(err).__name__}: {err}")

@@ -91,7 +91,7 @@ def test_device_kit_lists_one_version_of_each_package():
              and not ln.lstrip().startswith("#")]  # fmt: skip
     names = [ln.split("==")[0].lower().replace("_", "-") for ln in lines]
     assert all("==" in ln for ln in lines) and len(names) == len(set(names))
-    assert {"dm-haiku", "e3nn-jax", "jax-md", "nequip", "nequip-allegro", "mace-torch"} <= set(names)
+    assert {"dm-haiku", "e3nn-jax", "jax-md", "chemtrain", "nequip", "nequip-allegro", "mace-torch"} <= set(names)
 
 
 def _fake_results():

@@ -80,7 +80,8 @@ def lease_plan() -> list[dict]:
     2. SO3LR on water-1536 (the original reports 23.4 ms per MD step on GPU);
     3. the largest water box that fits (the series stops at the first size that runs out of memory or time), and
        XLA's buffer sizes with and without ``remat``;
-    4. the CG model at 300 000 beads, the default width against Allegro and MACE, the molecules, float64.
+    4. chemtrain training steps of the CG model; the CG model at 300 000 beads, the default width against Allegro
+       and MACE, the molecules, float64, SO3LR's training step.
 
     Every configuration runs in its own process (its own peak memory); fewer repeats and shorter MD loops than the
     full plan, since on a GPU each call takes milliseconds and compilation dominates a configuration's time.
@@ -101,6 +102,9 @@ def lease_plan() -> list[dict]:
         # does remat lower the memory on the GPU? (on XLA:CPU it does not): compile-only buffer sizes
         config("so3lr", "water-12288", task="memory", **fast),
         config("so3lr-remat", "water-12288", task="memory", **fast),
+        # chemtrain ForceMatching steps (the CG case first)
+        config("so3krates-cg", "cg-chain-100", task="train", **fast),
+        config("so3krates-cg", "cg-box-1000", task="train", **fast),
         config("so3krates-cg", "cg-box-300000", **fast),  # ~0.15 MB per bead: 1e6 beads would need ~146 GB
         config("allegro-torch", "cg-box-10000", **torch_fast),
         config("so3krates-cg", "cg-box-10000", **fast),
@@ -112,6 +116,7 @@ def lease_plan() -> list[dict]:
         config("so3lr", "bb", **fast),
         config("so3lr", "water-1536", dtype="float64", **fast),
         config("so3krates-cg", "cg-box-100000", dtype="float64", **fast),
+        config("so3lr", "dha", task="train", **fast),
         config("so3lr-remat", "water-12288", **fast),
     ]
 

@@ -41,7 +41,7 @@ def _settings_line(s: dict) -> str:
         "num_scalar_features", "num_tensor_features", "hidden_irreps", "num_heads", "degrees", "max_ell", "l_max",
         "parity", "correlation", "num_radial_basis_fn", "bernstein_gamma", "sr_format", "sr_skin", "sr_capacity",
         "max_edges", "lr_format", "lr_capacity", "neighbor_list", "avg_num_neighbors", "weights", "num_parameters",
-        "mode", "torch_threads",
+        "mode", "torch_threads", "remat", "chemtrain_jax_aliases",
     ]  # fmt: skip
     parts = []
     for k in keys:

@@ -270,8 +270,25 @@ def jax_md_time_unit_fs() -> float:
 
 
 # ----------------------------------------------------------------------------------------------------- training
+def _chemtrain_jax_aliases() -> list[str]:
+    """chemtrain 0.2.0 (pinned to JAX ≤ 0.4.37) imports ``jax.tree_map`` and its siblings, which JAX 0.6 removed.
+    On newer JAX (the GPU device image) the benchmark adds them back from ``jax.tree_util`` so that the training step
+    can be timed there too, and records the names in the settings. Benchmark only: the package never does this."""
+    import jax
+    import jax.tree_util as tu
+
+    added = []
+    for name in ("tree_map", "tree_leaves", "tree_flatten", "tree_unflatten", "tree_structure", "tree_reduce",
+                 "tree_transpose"):  # fmt: skip
+        if not hasattr(jax, name) and hasattr(tu, name):
+            setattr(jax, name, getattr(tu, name))
+            added.append(f"jax.{name}")
+    return added
+
+
 def run_train(cfg: dict, rec: Recorder) -> None:
     """One chemtrain ForceMatching epoch to compile, then per-batch times of a later epoch."""
+    aliases = _chemtrain_jax_aliases()
     try:
         import optax
         from chemtrain.trainers import ForceMatching
@@ -325,7 +342,8 @@ def run_train(cfg: dict, rec: Recorder) -> None:
         tr.train(1)
         first_epoch = time.perf_counter() - t
         rec.update(train_first_epoch_s=first_epoch, settings=dict(m.settings, train_samples=n_samples, train_batch=batch,
-                   optimizer="adam(1e-4)", loss="force MSE", displacement_sigma=sigma))  # fmt: skip
+                   optimizer="adam(1e-4)", loss="force MSE", displacement_sigma=sigma,
+                   chemtrain_jax_aliases=aliases or None))  # fmt: skip
         stamps.clear()
         t_end = time.perf_counter() + cfg.get("train_budget_s", 60)
         while True:
