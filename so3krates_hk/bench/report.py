@@ -156,9 +156,7 @@ def markdown(meta: dict, results: list[dict]) -> str:
                  "| batches timed |")  # fmt: skip
         L.append("|---|---|---:|---|---|---:|---:|---:|---:|---:|")
         for r in tr:
-            jax_v = (r.get("run_versions") or {}).get("jax", "?")
-            L.append(f"| {r['model']} | {r['system']} | {r['num_atoms']} | {r['dtype']} | {jax_v} | "
-                     f"{r.get('train_batch_size')} | "
+            L.append(f"{_head_cells(r)}{r.get('train_batch_size')} | "
                      f"{_fmt(r.get('train_batch_median_s'), 1e3)} | {_fmt(r.get('train_structures_per_s'))} | "
                      f"{_fmt(r.get('train_first_epoch_s'))} | {r.get('train_batches_timed')} |")  # fmt: skip
         L.append("")
@@ -234,6 +232,12 @@ def memory_exponents(results: list[dict], key: str = "xla_memory_bytes") -> list
     return out
 
 
+def _head_cells(r: dict) -> str:
+    """The first cells of a JAX-model row: model, system, N, dtype, the JAX version of the run that measured it."""
+    jax_v = (r.get("run_versions") or {}).get("jax", "?")
+    return f"| {r['model']} | {r['system']} | {r['num_atoms']} | {r['dtype']} | {jax_v} | "
+
+
 def _memory_table(rows: list[dict]) -> list[str]:
     if not rows:
         return []
@@ -242,9 +246,7 @@ def _memory_table(rows: list[dict]) -> list[str]:
          "| model | system | N | dtype | JAX | edges (SR) | pairs (LR) | compile s | XLA buffers MB | temporaries MB | "
          "kB per atom |", "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
-        jax_v = (r.get("run_versions") or {}).get("jax", "?")
-        L.append(f"| {r['model']} | {r['system']} | {r['num_atoms']} | {r['dtype']} | {jax_v} | "
-                 f"{_fmt(r.get('num_edges'))} | {_fmt(r.get('num_pairs_lr'))} | {_fmt(r.get('compile_s'))} | "
+        L.append(f"{_head_cells(r)}{_fmt(r.get('num_edges'))} | {_fmt(r.get('num_pairs_lr'))} | {_fmt(r.get('compile_s'))} | "
                  f"{_fmt(r.get('xla_memory_bytes'), 1 / MB)} | {_fmt(r.get('xla_temp_bytes'), 1 / MB)} | "
                  f"{_fmt(r['xla_memory_bytes'] / r['num_atoms'] / 1e3) if r.get('xla_memory_bytes') else '–'} |")  # fmt: skip
     return L + [""]
