@@ -94,6 +94,14 @@ def test_device_kit_lists_one_version_of_each_package():
     assert {"dm-haiku", "e3nn-jax", "jax-md", "chemtrain", "nequip", "nequip-allegro", "mace-torch"} <= set(names)
 
 
+@pytest.mark.parametrize("script", ["device_wheels.sh", "device_bench.sh"])
+def test_device_scripts_parse(script):
+    import subprocess
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", script)
+    assert subprocess.run(["bash", "-n", path], capture_output=True).returncode == 0
+
+
 def _fake_results():
     out = []
     for model, system, n, t in (("so3lr", "dha", 56, 0.03), ("so3krates-cg", "cg-box-1000", 1000, 0.1),
