@@ -135,8 +135,9 @@ def so3krates_neighborlist_pp(
         positive_species: species are 1-based (e.g. atomic numbers on a table of ``n_species`` rows); 1 is subtracted.
         remat: gradient checkpointing of the interaction layers (``hk.remat``): forces and parameter gradients
             recompute each layer's forward pass instead of storing its per-edge intermediates. Same numbers and
-            parameter tree, 15-40 % more time. Whether memory drops depends on XLA's schedule: on CPU it does not
-            (measured, ``benchmarks/NOTES.md``); the GPU benchmark measures it (``so3lr-remat``).
+            parameter tree, 15-40 % more time. On XLA:CPU memory does not drop (its pipeline removes the
+            optimisation barriers that keep the recomputation in the backward pass; ``benchmarks/NOTES.md``); the
+            GPU benchmark measures it there (``so3lr-remat``).
         **hyperparameters: ``SO3kratesConfig`` fields (defaults: SO3LR's SO3krates). Unknown names raise.
 
     Returns:
