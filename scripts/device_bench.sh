@@ -2,7 +2,7 @@
 # The GPU benchmark as one prepared device call (so3krates_hk benchmark issue: "When a GPU is lent, run the full
 # benchmark there"). Run ON the device machine, from the repository root, after scripts/device_wheels.sh here:
 #
-#     device run:  command="bash scripts/device_bench.sh"  carry=[".whl"]  timeout_s=480
+#     device run:  command="bash scripts/device_bench.sh"  carry=[".whl"]  timeout_s=510
 #
 # 1. installs the carried wheels (.whl/, requirements/device.txt) into /tmp/site, no index, no dependencies;
 # 2. a smoke test that fails within a minute when something is missing (import, GPU visible, one SO3LR e+f on dha);
@@ -18,8 +18,8 @@
 #     PYTHON=venv/bin/python OUT=/tmp/out BENCH_ARGS="--max-atoms 2000" PROFILE_SYSTEMS=dha bash scripts/device_bench.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/so3krates-device-out}
-BENCH_BUDGET_S=${BENCH_BUDGET_S:-210}
-TOTAL_BUDGET_S=${TOTAL_BUDGET_S:-330}
+BENCH_BUDGET_S=${BENCH_BUDGET_S:-240}
+TOTAL_BUDGET_S=${TOTAL_BUDGET_S:-350}
 BENCH_ARGS=${BENCH_ARGS:-}                 # extra arguments of benchmarks.run (a dry run on CPU: --max-atoms 2000)
 PROFILE_SYSTEMS=${PROFILE_SYSTEMS:-water-1536}
 PY=${PYTHON:-python3}

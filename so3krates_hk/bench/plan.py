@@ -72,8 +72,8 @@ def quick_plan() -> list[dict]:
 
 
 def lease_plan() -> list[dict]:
-    """The GPU run sized for one short device lease (``--lease``; with ``--budget 210``, as
-    ``scripts/device_bench.sh`` runs it, at most ~5.5 minutes on an H100/H200), most important first, so a run cut short by the budget still answers the issue's GPU targets:
+    """The GPU run sized for one short device lease (``--lease``; with ``--budget 240``, as
+    ``scripts/device_bench.sh`` runs it, at most ~6 minutes on an H100/H200), most important first, so a run cut short by the budget still answers the issue's GPU targets:
 
     1. SO3LR in full on water-12 288 (target: ≥ 1e6 atom-steps/s) and the CG model on a 100 000-bead box (target:
        ≥ 3e6 bead-steps/s), each followed by the official Allegro at equal settings;
