@@ -89,6 +89,7 @@ def lease_plan() -> list[dict]:
     fast = dict(repeats=10, ef_budget_s=5.0, md_steps=10, md_loops=3, md_budget_s=5.0, md_loop_target_s=1.0,
                 timeout_s=120)  # fmt: skip
     torch_fast = dict(fast, repeats=5)
+    size = dict(fast, md_steps=0)  # the size search: e+f (the memory peak) only, no MD step to compile
     return [
         config("so3lr", "water-12288", **fast),
         config("so3krates-cg", "cg-box-100000", **fast),
@@ -96,16 +97,16 @@ def lease_plan() -> list[dict]:
         config("so3lr", "water-1536", **fast),
         # ~0.96 MB per atom of XLA buffers on CPU (benchmarks/results/cpu-memory-2026-12-01): ×8³ needs ~94 GB,
         # ×9³ ~134 GB (the edge of a 139 GiB H200), ×12³ ~320 GB (skipped once a smaller one fails)
-        config("so3lr", "water-98304", **fast),  # ×(8,8,8)
-        config("so3lr", "water-139968", **fast),  # ×(9,9,9)
-        config("so3lr", "water-331776", **fast),  # ×(12,12,12)
+        config("so3lr", "water-98304", **size),  # ×(8,8,8)
+        config("so3lr", "water-139968", **size),  # ×(9,9,9)
+        config("so3lr", "water-331776", **size),  # ×(12,12,12)
         # does remat lower the memory on the GPU? (on XLA:CPU it does not): compile-only buffer sizes
         config("so3lr", "water-12288", task="memory", **fast),
         config("so3lr-remat", "water-12288", task="memory", **fast),
         # chemtrain ForceMatching steps (the CG case first)
         config("so3krates-cg", "cg-chain-100", task="train", **fast),
         config("so3krates-cg", "cg-box-1000", task="train", **fast),
-        config("so3krates-cg", "cg-box-300000", **fast),  # ~0.15 MB per bead: 1e6 beads would need ~146 GB
+        config("so3krates-cg", "cg-box-300000", **size),  # ~0.15 MB per bead: 1e6 beads would need ~146 GB
         config("allegro-torch", "cg-box-10000", **torch_fast),
         config("so3krates-cg", "cg-box-10000", **fast),
         config("so3krates", "water-12288", **fast),
