@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help=f"comma-separated subset of {','.join(planning.ALL_MODELS)}")
     p.add_argument("--systems", help="comma-separated subset of systems (e.g. dha,water-1536,cg-box-10000)")
     p.add_argument("--dtypes", help="comma-separated subset of float32,float64")
-    p.add_argument("--tasks", help="comma-separated subset of ef,train")
+    p.add_argument("--tasks", help="comma-separated subset of ef,train,memory")
     p.add_argument("--max-atoms", type=int, help="skip systems larger than this")
     p.add_argument("--lease", action="store_true",
                    help="the GPU run sized for one short device lease, most important first (plan.lease_plan)")
@@ -223,8 +223,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.quick + args.lease + args.memory > 1:
         raise SystemExit("so3krates-hk bench: --quick, --lease and --memory are different plans; pass one.")
     mode = "quick" if args.quick else "lease" if args.lease else "memory" if args.memory else "full"
-    cfgs = {"quick": planning.quick_plan, "lease": planning.lease_plan, "memory": lambda: planning.memory_plan(gpu),
-            "full": lambda: planning.full_plan(gpu=gpu)}[mode]()  # fmt: skip
+    cfgs = planning.plan_for(mode, gpu)
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     cfgs = planning.select(cfgs, split(args.models), split(args.systems), split(args.dtypes), args.max_atoms,
                            split(args.tasks))  # fmt: skip

@@ -55,6 +55,13 @@ MODEL_INFO = {
     "so3lr-original": "the original SO3LR package, its own jax-md path (skipped unless importable)",
 }
 JAX_MODELS = tuple(MODEL_INFO)
+# The pretrained-SO3LR models: which terms and options each runs with (our factory; "so3lr-original" its own path).
+SO3LR_VARIANTS = {
+    "so3lr": dict(long_range=True, remat=False),
+    "so3lr-sr": dict(long_range=False, remat=False),
+    "so3lr-remat": dict(long_range=True, remat=True),
+    "so3lr-original": dict(long_range=True, remat=False),
+}
 
 
 @dataclasses.dataclass
@@ -152,10 +159,9 @@ def build(model: str, system: BenchSystem, dtype_name: str = "float32", seed: in
     width = model_width(model)
     w = WIDTHS[width]
     skin = SKIN[width]
-    remat = model == "so3lr-remat"
-    model_base = "so3lr" if remat else model
-    long_range = model_base in ("so3lr", "so3lr-original")
-    if model_base in ("so3lr", "so3lr-sr", "so3lr-original") and not system.atomistic:
+    variant = SO3LR_VARIANTS.get(model, dict(long_range=False, remat=False))
+    long_range, remat = variant["long_range"], variant["remat"]
+    if model in SO3LR_VARIANTS and not system.atomistic:
         raise Unavailable(f"{model} needs atomic numbers; {system.name} is a CG system.")
     lr_cutoff = 12.0
     lr_skin = skin
@@ -187,7 +193,7 @@ def build(model: str, system: BenchSystem, dtype_name: str = "float32", seed: in
     fns, lists = {"neighbor": sr_fn}, {"neighbor": nbrs}
     settings = dict(common, **_list_settings("sr", w["r_cutoff"], skin, "Sparse", nbrs, cell_list))
 
-    if model_base in ("so3lr", "so3lr-sr"):
+    if model in SO3LR_VARIANTS:  # ours (so3lr-original returned above)
         from so3krates_hk import pretrained, so3lr_neighborlist_pp
 
         params, kwargs = pretrained.so3lr()

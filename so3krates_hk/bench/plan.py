@@ -28,6 +28,19 @@ REPORTED_ORIGINAL = (
 )
 
 
+def plan_for(mode: str, gpu: bool = False) -> list[dict]:
+    """The plan of a ``so3krates-hk bench`` mode: "quick", "lease", "memory" or "full"."""
+    if mode == "quick":
+        return quick_plan()
+    if mode == "lease":
+        return lease_plan()
+    if mode == "memory":
+        return memory_plan(gpu)
+    if mode == "full":
+        return full_plan(gpu)
+    raise ValueError(f"Unknown benchmark mode {mode!r}; choose quick, lease, memory or full.")
+
+
 def family(system: str) -> str:
     if system.startswith("water"):
         return "water"
@@ -73,7 +86,8 @@ def quick_plan() -> list[dict]:
 
 def lease_plan() -> list[dict]:
     """The GPU run sized for one short device lease (``--lease``; with ``--budget 240``, as
-    ``scripts/device_bench.sh`` runs it, at most ~6 minutes on an H100/H200), most important first, so a run cut short by the budget still answers the issue's GPU targets:
+    ``scripts/device_bench.sh`` runs it, at most ~6 minutes on an H100/H200), most important first, so that a run
+    cut short by the budget still answers the issue's GPU targets:
 
     1. SO3LR in full on water-12 288 (target: ≥ 1e6 atom-steps/s) and the CG model on a 100 000-bead box (target:
        ≥ 3e6 bead-steps/s), each followed by the official Allegro at equal settings;
@@ -129,8 +143,8 @@ def memory_plan(gpu: bool = False) -> list[dict]:
     water = ["water-1536", "water-12288", "water-41472"] + (["water-98304"] if gpu else [])
     cg = ["cg-box-1000", "cg-box-10000", "cg-box-100000"] + (["cg-box-1000000"] if gpu else [])
     kw = dict(task="memory", timeout_s=600)
-    return ([config("so3lr", s, **kw) for s in water] + [config("so3krates", s, **kw) for s in water[:2]]
-            + [config("so3krates-cg", s, **kw) for s in cg] + [config("so3lr-remat", s, **kw) for s in water[:2]])  # fmt: skip
+    return ([config("so3lr", s, **kw) for s in water] + [config("so3lr-remat", s, **kw) for s in water[:2]]
+            + [config("so3krates", s, **kw) for s in water[:2]] + [config("so3krates-cg", s, **kw) for s in cg])
 
 
 def full_plan(gpu: bool = False) -> list[dict]:
@@ -178,8 +192,8 @@ def full_plan(gpu: bool = False) -> list[dict]:
 
 # Largest size per model in the full CPU run (2 cores): beyond these one configuration takes longer than its share
 # of the ~20 minute budget. The report lists what was dropped.
-CPU_LIMITS = {"so3lr": 1536, "so3lr-remat": 1536, "so3krates": 1536, "so3krates-cg": 10000, "allegro-torch": 1000, "mace-torch": 1000,
-              "allegro-chemutils": 10000}
+CPU_LIMITS = {"so3lr": 1536, "so3lr-remat": 1536, "so3krates": 1536, "so3krates-cg": 10000, "allegro-torch": 1000,
+              "mace-torch": 1000, "allegro-chemutils": 10000}
 
 
 def dropped_on_cpu() -> list[str]:

@@ -92,9 +92,8 @@ def markdown(meta: dict, results: list[dict]) -> str:
         L.append("|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in ef:
             load = r.get("loadavg_start")
-            jax_v = "(torch)" if r["model"].endswith("-torch") else (r.get("run_versions") or {}).get("jax", "?")
             L.append(
-                f"| {r['model']} | {r['system']} | {r['num_atoms']} | {r['dtype']} | {jax_v} | {_fmt(r.get('num_edges'))} | "
+                f"{_head_cells(r)}{_fmt(r.get('num_edges'))} | "
                 f"{_fmt(r.get('compile_s'))} | {_fmt(r.get('ef_median_s'), 1e3)} | {r.get('repeats')} | "
                 f"{_fmt(r.get('nbr_update_median_s'), 1e3)} | {_fmt(r.get('atom_steps_per_s'))} | "
                 f"{_fmt(r.get('md_step_median_s'), 1e3)} | {_fmt(r.get('peak_memory_bytes'), 1 / MB)} | "
@@ -102,13 +101,14 @@ def markdown(meta: dict, results: list[dict]) -> str:
             )
         L.append("")
         L.append("compile: `jit(value_and_grad(E)).lower().compile()` wall time (torch: first call − warm median). "
-                 "e+f: median of n warm calls, `block_until_ready`. nbr update: jitted `nbrs.update(R')` of every list with "
-                 "one atom moved by 0.75 skin, i.e. a full rebuild (torch: a matscipy rebuild); the check-only update "
-                 "(nothing moved) is `nbr_check_median_s` in the JSON. MD step: NVE velocity Verlet with every list updated each step, "
-                 "median of short jitted loops, per step. Peak RSS: the whole process during the warm e+f calls "
-                 "(JAX/torch runtime included; CPU), or the device's `peak_bytes_in_use` (GPU). XLA buffers: the compiled "
-                 "e+f program's arguments + outputs + temporaries from XLA's buffer assignment (`memory_analysis()`), "
-                 "free of the allocator and the runtime.")  # fmt: skip
+                 "e+f: median of n warm calls, `block_until_ready`. nbr update: jitted `nbrs.update(R')` of every "
+                 "list with one atom moved by 0.75 skin, i.e. a full rebuild (torch: a matscipy rebuild); the "
+                 "check-only update (nothing moved) is `nbr_check_median_s` in the JSON. MD step: NVE velocity Verlet "
+                 "with every list updated each step, median of short jitted loops, per step. Peak RSS: the whole "
+                 "process during the warm e+f calls (JAX/torch runtime included; CPU), or the device's "
+                 "`peak_bytes_in_use` (GPU). XLA buffers: the compiled e+f program's arguments + outputs + "
+                 "temporaries from XLA's buffer assignment (`memory_analysis()`), free of the allocator and the "
+                 "runtime.")  # fmt: skip
         L.append("")
     L.extend(_memory_table(_ok(results, "memory")))
     L.extend(_memory_scaling(ef + _ok(results, "memory")))
@@ -233,8 +233,8 @@ def memory_exponents(results: list[dict], key: str = "xla_memory_bytes") -> list
 
 
 def _head_cells(r: dict) -> str:
-    """The first cells of a JAX-model row: model, system, N, dtype, the JAX version of the run that measured it."""
-    jax_v = (r.get("run_versions") or {}).get("jax", "?")
+    """The first cells of a row: model, system, N, dtype, the JAX version of the run that measured it ("(torch)")."""
+    jax_v = "(torch)" if r["model"].endswith("-torch") else (r.get("run_versions") or {}).get("jax", "?")
     return f"| {r['model']} | {r['system']} | {r['num_atoms']} | {r['dtype']} | {jax_v} | "
 
 
@@ -246,9 +246,10 @@ def _memory_table(rows: list[dict]) -> list[str]:
          "| model | system | N | dtype | JAX | edges (SR) | pairs (LR) | compile s | XLA buffers MB | temporaries MB | "
          "kB per atom |", "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
-        L.append(f"{_head_cells(r)}{_fmt(r.get('num_edges'))} | {_fmt(r.get('num_pairs_lr'))} | {_fmt(r.get('compile_s'))} | "
-                 f"{_fmt(r.get('xla_memory_bytes'), 1 / MB)} | {_fmt(r.get('xla_temp_bytes'), 1 / MB)} | "
-                 f"{_fmt(r['xla_memory_bytes'] / r['num_atoms'] / 1e3) if r.get('xla_memory_bytes') else '–'} |")  # fmt: skip
+        per_atom = r["xla_memory_bytes"] / r["num_atoms"] / 1e3 if r.get("xla_memory_bytes") else None
+        L.append(f"{_head_cells(r)}{_fmt(r.get('num_edges'))} | {_fmt(r.get('num_pairs_lr'))} | "
+                 f"{_fmt(r.get('compile_s'))} | {_fmt(r.get('xla_memory_bytes'), 1 / MB)} | "
+                 f"{_fmt(r.get('xla_temp_bytes'), 1 / MB)} | {_fmt(per_atom)} |")  # fmt: skip
     return L + [""]
 
 
@@ -258,7 +259,8 @@ def _memory_scaling(ef: list[dict]) -> list[str]:
         return []
     peak = {(r["model"], r["dtype"], r["family"]): r["exponent"] for r in memory_exponents(ef, "peak_memory_bytes")}
     L = ["### Memory scaling (log-log slope against N, smallest to largest size; 1 = linear)", "",
-         "| model | dtype | systems | N range | sizes | XLA buffers exponent | kB per atom (largest) | peak exponent |",
+         "| model | dtype | systems | N range | sizes | XLA buffers exponent | kB per atom (largest) "
+         "| peak exponent |",
          "|---|---|---|---|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
         p = peak.get((r["model"], r["dtype"], r["family"]))

@@ -4,8 +4,8 @@
 * ``mace-torch``: ``mace.modules.MACE`` (package ``mace-torch``), eager mode.
 
 Both run on the same structures as our models, on the GPU when torch sees one (``torch.cuda``; timings then
-synchronise, memory is ``torch.cuda.max_memory_allocated``), else on the CPU, with a matscipy neighbour list at the model's cutoff (no skin; its
-time is reported as ``nbr_update_median_s``, a full rebuild, since these models have no Verlet-list update).
+synchronise, memory is ``torch.cuda.max_memory_allocated``), else on the CPU, with a matscipy neighbour list at the
+model's cutoff (no skin; its time is reported as ``nbr_update_median_s``, a full rebuild, since these models have no Verlet-list update).
 Energy+forces is one ``model(data)`` call with forces from torch autograd. Settings are matched to the SO3krates
 width of the system (``jax_models.WIDTHS``): cutoff, number of layers, scalar width and maximum degree; each record
 lists the exact settings. Skipped (status "skipped") when the package does not import.
