@@ -288,8 +288,8 @@ def profile_system(name: str, dtype_name: str, repeats: int) -> dict:
     if hasattr(hk.experimental, "profiler_name_scopes"):  # older haiku; newer ones always name module calls
         hk.experimental.profiler_name_scopes(enabled=True)
     from so3krates_hk import pretrained, so3lr_neighborlist_pp
-    from so3krates_hk.bench import jax_models
-    from so3krates_hk.bench.systems import build_system
+    from benchmarks import jax_models
+    from benchmarks.systems import build_system
     from so3krates_hk.graph import build_graph
 
     system = build_system(name)

@@ -46,10 +46,10 @@ import jax.numpy as jnp
 
 import so3krates_hk
 from so3krates_hk import pretrained
-from so3krates_hk.bench import jax_models, torch_models  # noqa: F401  (the benchmark's builders import)
-from so3krates_hk.parity import parity_report
+from benchmarks import jax_models, torch_models  # noqa: F401  (the benchmark's builders import)
+from so3krates_hk.data.parity import parity_report
 
-from so3krates_hk.bench.worker import _chemtrain_jax_aliases
+from benchmarks.worker import _chemtrain_jax_aliases
 
 print("jax", jax.__version__, jax.devices(), "so3krates_hk", so3krates_hk.__version__)
 print("  aliases added for chemtrain:", _chemtrain_jax_aliases())

@@ -5,26 +5,47 @@ Public API:
     so3lr_neighborlist_pp      the full SO3LR energy (short- and long-range lists, total charge and spin)
     so3lr_to_jax_md            pretrained SO3LR bound into jax-md (neighbor_fn, neighbor_fn_lr, energy_fn)
     SO3kratesConfig            the transformer's hyperparameters
+    SO3LRModel                 the model-slot class for frameworks that hold several backbones (alias SO3kratesModel)
+
+The names are imported on first use, so ``import so3krates_hk`` (and ``so3krates-hk --help``) stays fast. Importing
+the package does apply the one shim jax-md 0.2.8 needs at import time (``jax.random.KeyArray``); the others are in
+:mod:`so3krates_hk._compat`, which every module that uses jax-md imports first.
 """
 
-from so3krates_hk import _compat  # noqa: F401  (jax-md shims before anything imports jax_md)
-from so3krates_hk.config import SO3kratesConfig
-from so3krates_hk.factory import (
-    SO3LR_AVG_NUM_NEIGHBORS,
-    so3krates_neighborlist_pp,
-    so3lr_neighborlist_pp,
-    so3lr_to_jax_md,
-)
-from so3krates_hk.validation import InputError
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import jax as _jax
+
+if not hasattr(_jax.random, "KeyArray"):  # jax-md 0.2.8 reads it at import time (see so3krates_hk._compat)
+    _jax.random.KeyArray = _jax.Array
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "SO3kratesConfig",
-    "SO3LR_AVG_NUM_NEIGHBORS",
-    "InputError",
-    "so3krates_neighborlist_pp",
-    "so3lr_neighborlist_pp",
-    "so3lr_to_jax_md",
-    "__version__",
-]
+_LAZY = {
+    "SO3kratesConfig": "so3krates_hk.config",
+    "SO3LR_AVG_NUM_NEIGHBORS": "so3krates_hk.factory",
+    "so3krates_neighborlist_pp": "so3krates_hk.factory",
+    "so3lr_neighborlist_pp": "so3krates_hk.factory",
+    "so3lr_to_jax_md": "so3krates_hk.factory",
+    "InputError": "so3krates_hk.validation",
+    "UserError": "so3krates_hk.errors",
+    "SO3LRModel": "so3krates_hk.training.model_slot",
+    "SO3kratesModel": "so3krates_hk.training.model_slot",
+}
+
+__all__ = [*_LAZY, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'so3krates_hk' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -18,11 +18,12 @@ import re
 from typing import Any, Mapping, Optional
 
 import numpy as np
+from so3krates_hk.errors import UserError
 
 SO3LR_PICKLE_SHA256 = "1c481bd2d9280f8b7b131ec65e92d25ff73deda76956bc137754c2acb98d93fd"
 
 
-class ConversionError(ValueError):
+class ConversionError(UserError):
     """The input is not an SO3LR parameter set; the message says what is wrong."""
 
 
@@ -197,3 +198,32 @@ def load_so3lr_pickle(path: str | os.PathLike, into: Optional[Mapping] = None) -
     with open(path, "rb") as f:
         data = f.read()
     return convert_so3lr_tree(safe_unpickle(data), into=into)
+
+
+# ------------------------------------------------------------------------------------------------ metadata
+def so3lr_factory_kwargs() -> dict:
+    """The ``so3lr_neighborlist_pp`` arguments SO3LR's weights were trained with (cutoffs in Å, n̄, energy scales)."""
+    from so3krates_hk.factory import SO3LR_AVG_NUM_NEIGHBORS
+
+    return dict(r_cutoff=4.5, lr_cutoff=12.0, dispersion_damping=2.0, avg_num_neighbors=SO3LR_AVG_NUM_NEIGHBORS,
+                electrostatic_energy_scale=4.0, dispersion_energy_scale=1.2)  # fmt: skip
+
+
+def so3lr_pickle_metadata(pickle_path: str) -> dict:
+    """What :func:`so3krates_hk.io.save_params` records with weights converted from ``pickle_path``."""
+    import hashlib
+    import json
+    import os
+    from importlib import resources
+
+    with open(pickle_path, "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    hyper = json.loads(resources.files("so3krates_hk.pretrained").joinpath("hyperparameters.json").read_text())
+    return {
+        "model": "so3lr",
+        "factory": "so3krates_hk.so3lr_neighborlist_pp",
+        "factory_kwargs": so3lr_factory_kwargs(),
+        "source": {"file": os.path.basename(pickle_path), "sha256": sha, "is_official_so3lr": sha == SO3LR_PICKLE_SHA256},
+        "original_hyperparameters": hyper,
+        "license": "MIT (SO3LR weights; see LICENSE-SO3LR)",
+    }

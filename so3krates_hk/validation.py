@@ -14,9 +14,10 @@ from typing import Optional
 import numpy as np
 
 from so3krates_hk._compat import is_tracer, partition
+from so3krates_hk.errors import UserError
 
 
-class InputError(ValueError):
+class InputError(UserError):
     """Raised for invalid model inputs; the message names the offending atom or key."""
 
 

@@ -23,7 +23,7 @@ from ase.optimize import BFGS  # noqa: E402
 
 from so3krates_hk import InputError, pretrained, validation  # noqa: E402
 from so3krates_hk.ase import SO3LRCalculator, charge_and_spin  # noqa: E402
-from so3krates_hk.parity import reference_system, so3lr_on_reference  # noqa: E402
+from so3krates_hk.data.parity import reference_system, so3lr_on_reference  # noqa: E402
 
 REF = os.path.join(os.path.dirname(validation.__file__), "data", "so3lr_reference")
 

@@ -1,4 +1,4 @@
-"""The benchmark (so3krates_hk.bench): systems, plan, report, and the ``--quick`` mode end to end.
+"""The benchmark (benchmarks): systems, plan, report, and the ``--quick`` mode end to end.
 
 No timing assertions: only that every configuration reports every field, and that the outputs exist.
 """
@@ -12,10 +12,10 @@ import os
 import numpy as np
 import pytest
 
-from so3krates_hk.bench import plan as planning
-from so3krates_hk.bench import report
-from so3krates_hk.bench.systems import CG_BOND, build_system, system_size
-from so3krates_hk.bench.worker import RESULT_FIELDS, empty_result
+from benchmarks import plan as planning
+from benchmarks import report
+from benchmarks.systems import CG_BOND, build_system, system_size
+from benchmarks.worker import RESULT_FIELDS, empty_result
 
 # Every "ok" energy+forces record of a JAX model must have these measured (not None).
 EF_MEASURED = ("compile_s", "lower_s", "compile_only_s", "first_call_s", "ef_median_s", "ef_times_s", "repeats",
@@ -171,7 +171,7 @@ def _check_record(r):
 
 @pytest.mark.slow
 def test_quick_benchmark_reports_every_field_for_every_model(tmp_path):
-    from so3krates_hk.bench import main
+    from benchmarks.run import main
 
     out = tmp_path / "quick"
     rc = main(["--quick", "--out", str(out)])

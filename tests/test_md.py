@@ -126,7 +126,7 @@ def test_langevin_thermostat_reaches_its_temperature(system):
 
 @pytest.mark.slow
 def test_so3lr_nve_conserves_energy_float64_dha(tmp_path):
-    from so3krates_hk.md_driver import MDRunConfig, run_md
+    from so3krates_hk.md.run import MDRunConfig, run_md
 
     cfg = MDRunConfig(structure="dha", output=str(tmp_path / "nve"), ensemble="nve", dt_fs=0.25, temperature=300.0,
                       steps=800, record_every=10, block=200, checkpoint_every=400, float64=True)  # fmt: skip
@@ -166,7 +166,7 @@ def test_md_cli_rejects_bad_structures(tmp_path):
     import ase.io
 
     from so3krates_hk import InputError
-    from so3krates_hk.md_driver import MDRunConfig, run_md
+    from so3krates_hk.md.run import MDRunConfig, run_md
 
     atoms = ase.Atoms("H2O", positions=[[0, 0, 0], [0.05, 0, 0], [0, 1, 0]])
     path = str(tmp_path / "bad.xyz")

@@ -9,7 +9,7 @@ from helpers import DATA, free_lists, with_pairs
 from so3krates_hk import pretrained, so3lr_neighborlist_pp
 from so3krates_hk._compat import partition
 from so3krates_hk.data import REFERENCE_MOLECULES, SPEC_COMPONENTS, reference_result
-from so3krates_hk.parity import COMPONENTS, reference_system, so3lr_on_reference
+from so3krates_hk.data.parity import COMPONENTS, reference_system, so3lr_on_reference
 
 
 @pytest.fixture(scope="module")

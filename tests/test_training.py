@@ -13,6 +13,7 @@ import yaml
 
 pytest.importorskip("chemtrain", reason="the training tests need the chemtrain extra (pip install '.[chemtrain]')")
 
+from so3krates_hk.errors import UserError  # noqa: E402
 from so3krates_hk.training import train as train_mod  # noqa: E402
 from so3krates_hk.training.cg_model import build_cg_model, load_cg_model  # noqa: E402
 from so3krates_hk.training.config import ConfigError, load_config, parse_config  # noqa: E402
@@ -43,13 +44,21 @@ def tiny_config(tmp_path, **overrides):
 # ------------------------------------------------------------------------------------------------ configs
 
 
-def test_shipped_configs_are_valid():
-    for name in ("cg_chignolin.yaml", "cg_alanine_dipeptide.yaml"):
-        cfg = load_config(os.path.join(ROOT, "configs", name))
+def test_shipped_configs_are_valid_and_reachable_by_name():
+    from so3krates_hk.configs import bundled_names
+
+    assert {"cg_chignolin", "cg_alanine_dipeptide", "finetune_aspirin"} <= set(bundled_names())
+    for name in ("cg_chignolin", "cg_alanine_dipeptide"):
+        cfg = load_config(name)
         assert cfg.training.epochs >= 1
     from so3krates_hk.training.finetune import load_finetune_config
 
-    assert load_finetune_config(os.path.join(ROOT, "configs", "finetune_aspirin.yaml")).model.freeze
+    assert load_finetune_config("finetune_aspirin").model.freeze
+
+
+def test_unknown_config_name_lists_the_bundled_ones():
+    with pytest.raises(UserError, match="cg_chignolin"):
+        load_config("cg_chignolinn")
 
 
 @pytest.mark.parametrize(

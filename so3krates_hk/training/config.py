@@ -1,7 +1,7 @@
 """YAML configuration of the training jobs, validated: a wrong key or a wrong type raises a ``ConfigError`` that names
 it (with its section), before any computation starts.
 
-Sections of ``so3krates-hk train`` (see ``configs/cg_chignolin.yaml``):
+Sections of ``so3krates-hk train`` (see ``so3krates_hk/configs/cg_chignolin.yaml``):
 
     data:      dataset, max_frames, train_fraction, val_fraction, seed
     model:     r_cutoff, dr_threshold, hyperparameters (any SO3kratesConfig field)
@@ -19,9 +19,10 @@ import typing
 from typing import Any, Mapping, Optional, Union
 
 import yaml
+from so3krates_hk.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """An invalid configuration; the message names the key."""
 
 
@@ -179,7 +180,10 @@ def parse_config(raw: Optional[Mapping[str, Any]]) -> TrainConfig:
 
 
 def load_config(path: str) -> TrainConfig:
-    """Read and validate a YAML config file."""
+    """Read and validate a YAML config: a file, or the name of a bundled config (``cg_chignolin``)."""
+    from so3krates_hk.configs import resolve
+
+    path = resolve(path)
     with open(path) as f:
         try:
             raw = yaml.safe_load(f)

@@ -1,4 +1,4 @@
-"""``so3krates-hk finetune --config configs/finetune_aspirin.yaml``: fine-tune the pretrained SO3LR with chemtrain.
+"""``so3krates-hk finetune --config finetune_aspirin``: fine-tune the pretrained SO3LR with chemtrain.
 
 1. Read energies and forces from an extended-XYZ file (ASE); all frames must share one set of atomic numbers.
 2. Start from the shipped SO3LR weights. Optionally fit a constant per-atom energy shift to the data first (the
@@ -92,6 +92,9 @@ def parse_finetune_config(raw) -> FinetuneConfig:
 def load_finetune_config(path: str) -> FinetuneConfig:
     import yaml
 
+    from so3krates_hk.configs import resolve
+
+    path = resolve(path)
     with open(path) as f:
         try:
             return parse_finetune_config(yaml.safe_load(f))

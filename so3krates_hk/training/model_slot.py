@@ -173,3 +173,6 @@ class SO3kratesModel:
             lambda r: self.compute_energy(params, r, mask, species, neighbor, **kwargs)
         )(R)
         return energy, -grad
+
+
+SO3LRModel = SO3kratesModel  # the name the users' model slot uses (``ml_model: "so3lr"``)

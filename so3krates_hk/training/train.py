@@ -1,4 +1,4 @@
-"""``so3krates-hk train --config configs/cg_chignolin.yaml``: CG force matching with chemtrain, then CG MD.
+"""``so3krates-hk train --config cg_chignolin``: CG force matching with chemtrain, then CG MD.
 
 1. Load the CG dataset, split it (seeded), fit the priors on the training frames.
 2. Train SO3krates from random init with chemtrain's ``ForceMatching``; the ``energy_fn_template`` is SO3krates

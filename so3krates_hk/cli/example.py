@@ -5,18 +5,32 @@ A smoke test a new user can read: it builds both factories, evaluates energies a
 
 from __future__ import annotations
 
-import time
+import argparse
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
-from so3krates_hk import pretrained, so3krates_neighborlist_pp, so3lr_neighborlist_pp
-from so3krates_hk._compat import jax_md, partition
-from so3krates_hk.data import reference_structure
+NAME = "example"
+HELP = "evaluate pretrained SO3LR on a bundled molecule and a random CG model"
 
 
-def run(molecule: str = "dha") -> int:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--molecule", default="dha", choices=["atat", "dha", "bb"], help="bundled molecule")
+
+
+def run(args: argparse.Namespace) -> int:
+    return example(args.molecule)
+
+
+def example(molecule: str = "dha") -> int:
+    """Print SO3LR's energy terms and forces on ``molecule``, then a random-init CG SO3krates on a 50-bead chain."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from so3krates_hk import pretrained, so3krates_neighborlist_pp, so3lr_neighborlist_pp
+    from so3krates_hk._compat import jax_md, partition
+    from so3krates_hk.data import reference_structure
+
     # 1. Pretrained SO3LR on a molecule (free space, Å, eV).
     s = reference_structure(molecule)
     R, Z = jnp.asarray(s.positions, jnp.float32), jnp.asarray(s.atomic_numbers)

@@ -33,7 +33,7 @@ from so3krates_hk._compat import jax_md, partition
 from so3krates_hk.data import REFERENCE_NAMES, Structure, reference_structure
 from so3krates_hk.factory import so3lr_neighborlist_pp
 from so3krates_hk.io import atomic_path, load_params
-from so3krates_hk.md import MDSettings, Potential, Simulation, time_unit_fs
+from so3krates_hk.md.simulation import MDSettings, Potential, Simulation, time_unit_fs
 
 BOLTZMANN_EV_PER_K = 8.617333262e-05
 ATOMIC_MASSES = {1: 1.008, 5: 10.81, 6: 12.011, 7: 14.007, 8: 15.999, 9: 18.998, 11: 22.99, 12: 24.305, 14: 28.085,
@@ -61,16 +61,38 @@ class MDRunConfig:
 
 
 def load_structure(name_or_path: str) -> Structure:
-    """A bundled reference structure or any file ASE reads (first frame)."""
+    """A bundled reference structure (atat, dha, bb, water) or any file ASE reads (first frame).
+
+    A name that is neither a bundled structure nor a file, and a file with an unknown element, raise
+    :class:`~so3krates_hk.validation.InputError` naming it (and, for the element, the line).
+    """
     if name_or_path in REFERENCE_NAMES:
         return reference_structure(name_or_path)
+    if not os.path.exists(name_or_path):
+        raise validation.InputError(f"structure {name_or_path!r} is neither a file nor a bundled structure "
+                                    f"({', '.join(REFERENCE_NAMES)})")  # fmt: skip
     import ase.io
 
-    atoms = ase.io.read(name_or_path, index=0)
+    try:
+        atoms = ase.io.read(name_or_path, index=0)
+    except KeyError as e:  # ASE's symbol lookup: name the element and where it is
+        symbol = str(e.args[0]) if e.args else "?"
+        raise validation.InputError(f"{name_or_path}: unknown element {symbol!r}{_line_of(name_or_path, symbol)}")
+    except Exception as e:  # noqa: BLE001 - any parse failure is the file's fault
+        raise validation.InputError(f"{name_or_path}: cannot read it as a structure ({type(e).__name__}: {e})")
     cell = np.asarray(atoms.cell) if atoms.pbc.any() else None
     if atoms.pbc.any() and not atoms.pbc.all():
-        raise NotImplementedError(f"{name_or_path}: mixed periodicity {atoms.pbc.tolist()} is not supported.")
+        raise validation.InputError(f"{name_or_path}: mixed periodicity {atoms.pbc.tolist()} is not supported")
     return Structure(atoms.get_positions(), atoms.get_atomic_numbers().astype(np.int32), cell, dict(atoms.info))
+
+
+def _line_of(path: str, token: str) -> str:
+    """' on line N' for the first line of ``path`` whose first field is ``token``, else ''."""
+    with open(path, errors="replace") as f:
+        for i, line in enumerate(f, 1):
+            if line.split()[:1] == [token]:
+                return f" on line {i}"
+    return ""
 
 
 def masses_for(Z: np.ndarray) -> np.ndarray:

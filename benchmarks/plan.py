@@ -13,9 +13,9 @@ for lack of memory or time, the driver skips the larger ones of that series ("la
 
 from __future__ import annotations
 
-from so3krates_hk.bench.jax_models import JAX_MODELS
-from so3krates_hk.bench.systems import system_size
-from so3krates_hk.bench.torch_models import TORCH_MODELS
+from benchmarks.jax_models import JAX_MODELS
+from benchmarks.systems import system_size
+from benchmarks.torch_models import TORCH_MODELS
 
 ALL_MODELS = tuple(JAX_MODELS) + tuple(TORCH_MODELS)
 REFERENCE_MOLECULES = ("dha", "atat", "bb")

@@ -1,7 +1,6 @@
 """The benchmark driver: plans the configurations, runs each in a subprocess, and writes the report.
 
     python -m benchmarks.run [--quick] [--out DIR] [--models ...] [--systems ...] [--torch-python PATH]
-    so3krates-hk bench ...                      (the same; ``so3krates_hk.bench.main``)
 
 Each configuration runs in its own process (``worker``), so its peak RSS is its own and a crash or a timeout costs
 only that configuration. ``--quick`` runs its few configurations in one process per interpreter (saves a JAX start-up
@@ -24,9 +23,9 @@ import tempfile
 import time
 from typing import Optional, Sequence
 
-from so3krates_hk.bench import plan as planning
-from so3krates_hk.bench import report
-from so3krates_hk.bench.worker import empty_result
+from benchmarks import plan as planning
+from benchmarks import report
+from benchmarks.worker import empty_result
 from so3krates_hk.cpu_tuning import MALLOC_ENV, tuned_env
 
 PROBE = r"""
@@ -130,7 +129,7 @@ def _run_one(cfg: dict, python: str, tmp: str, idx: int) -> dict:
     env = dict(_WORKER_ENV or os.environ)
     t = time.perf_counter()
     try:
-        p = subprocess.run([python, "-m", "so3krates_hk.bench.worker", cpath, opath], capture_output=True, text=True,
+        p = subprocess.run([python, "-m", "benchmarks.worker", cpath, opath], capture_output=True, text=True,
                            timeout=cfg["timeout_s"], env=env)  # fmt: skip
         status, tail = None, (p.stderr or "")[-2000:]
         if p.returncode != 0:
@@ -166,7 +165,7 @@ def _run_batch(cfgs: list[dict], python: str, tmp: str, tag: str, timeout: float
         json.dump(items, f)
     tail = ""
     try:
-        p = subprocess.run([python, "-m", "so3krates_hk.bench.worker", "--batch", bpath], capture_output=True,
+        p = subprocess.run([python, "-m", "benchmarks.worker", "--batch", bpath], capture_output=True,
                            text=True, timeout=timeout, env=dict(_WORKER_ENV or os.environ))  # fmt: skip
         tail = (p.stderr or "")[-1500:] if p.returncode else ""
     except subprocess.TimeoutExpired:
@@ -263,6 +262,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )  # fmt: skip
     _WORKER_ENV.clear()
     _WORKER_ENV.update(os.environ if args.no_malloc_tuning else tuned_env())
+    # the workers import ``benchmarks`` from this checkout, whatever their working directory
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    _WORKER_ENV["PYTHONPATH"] = os.pathsep.join(p for p in (root, _WORKER_ENV.get("PYTHONPATH", "")) if p)
     meta["malloc_env"] = {k: _WORKER_ENV.get(k) for k in MALLOC_ENV}
 
     results: list[dict] = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from so3krates_hk.bench.plan import REPORTED_ORIGINAL, family
+from benchmarks.plan import REPORTED_ORIGINAL, family
 
 MB = 1024.0**2
 

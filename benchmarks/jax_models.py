@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from so3krates_hk.bench.systems import BenchSystem
+from benchmarks.systems import BenchSystem
 
 
 class Unavailable(RuntimeError):

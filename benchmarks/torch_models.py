@@ -18,9 +18,9 @@ import time
 
 import numpy as np
 
-from so3krates_hk.bench import memory
-from so3krates_hk.bench.jax_models import WIDTHS, Unavailable, allegro_matching
-from so3krates_hk.bench.systems import build_system
+from benchmarks import memory
+from benchmarks.jax_models import WIDTHS, Unavailable, allegro_matching
+from benchmarks.systems import build_system
 
 TORCH_MODELS = {
     "allegro-torch": "official Allegro (nequip-allegro, PyTorch, eager), random init, matching width",
@@ -163,7 +163,7 @@ def _build_mace(system, width, dtype_name, types, type_idx, avg_nbrs):
 
 def run_ef(cfg: dict, rec) -> None:
     """Energy+forces timing of a torch baseline (called by the worker; ``rec`` is its Recorder)."""
-    from so3krates_hk.bench.worker import time_calls
+    from benchmarks.worker import time_calls
 
     name = cfg["model"]
     if name not in TORCH_MODELS:

@@ -1,4 +1,4 @@
-"""One benchmark configuration, run in its own process: ``python -m so3krates_hk.bench.worker CONFIG.json OUT.json``.
+"""One benchmark configuration, run in its own process: ``python -m benchmarks.worker CONFIG.json OUT.json``.
 
 A configuration is a dict (see ``plan.Config``): model, system, dtype, task ("ef": energy+forces, neighbour update,
 MD; "memory": compile the energy+forces program only and read XLA's buffer sizes; or "train": one chemtrain
@@ -38,7 +38,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from so3krates_hk.bench import memory
+from benchmarks import memory
 
 RESULT_FIELDS = (
     "model", "system", "num_atoms", "dtype", "task", "status", "reason", "backend", "device", "settings",
@@ -130,8 +130,8 @@ def run_ef(cfg: dict, rec: Recorder) -> None:
     import jax
     import jax.numpy as jnp
 
-    from so3krates_hk.bench import jax_models
-    from so3krates_hk.bench.systems import build_system
+    from benchmarks import jax_models
+    from benchmarks.systems import build_system
 
     backend, device = _device_info()
     rec.update(backend=backend, device=device, memory_kind="device_peak_bytes_in_use" if backend != "cpu" else "peak_rss")
@@ -264,7 +264,7 @@ def run_md(cfg: dict, rec: Recorder, m) -> None:
 
 
 def jax_md_time_unit_fs() -> float:
-    from so3krates_hk.bench.jax_models import TIME_UNIT_FS
+    from benchmarks.jax_models import TIME_UNIT_FS
 
     return TIME_UNIT_FS
 
@@ -299,8 +299,8 @@ def run_train(cfg: dict, rec: Recorder) -> None:
     import jax.numpy as jnp
     import numpy as np
 
-    from so3krates_hk.bench import jax_models
-    from so3krates_hk.bench.systems import build_system
+    from benchmarks import jax_models
+    from benchmarks.systems import build_system
 
     backend, device = _device_info()
     rec.update(backend=backend, device=device, memory_kind="device_peak_bytes_in_use" if backend != "cpu" else "peak_rss")
@@ -379,7 +379,7 @@ def run(cfg: dict, out_path: str) -> dict:
 
             jax.config.update("jax_enable_x64", True)
         if cfg.get("framework", "jax") == "torch":
-            from so3krates_hk.bench import torch_models
+            from benchmarks import torch_models
 
             torch_models.run_ef(cfg, rec)
         elif cfg.get("task", "ef") == "train":
@@ -389,7 +389,7 @@ def run(cfg: dict, out_path: str) -> dict:
         if rec.result["status"] == "running":
             rec.result["status"] = "ok"
     except Exception as err:  # noqa: BLE001 — record every failure, never crash the driver
-        from so3krates_hk.bench.jax_models import Unavailable
+        from benchmarks.jax_models import Unavailable
 
         if isinstance(err, Unavailable) or type(err).__name__ == "Unavailable":
             rec.result.update(status="skipped", reason=str(err))

@@ -1,0 +1,72 @@
+"""The command line, ``so3krates-hk <command>``: one module per command, one entry point, one error handler.
+
+Each command module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``, and imports JAX
+and the library only inside ``run``, so ``--help`` answers at once. :func:`main` parses, re-executes once with the
+CPU malloc settings when a command actually runs (see :mod:`so3krates_hk.cpu_tuning`), and turns a
+:class:`~so3krates_hk.errors.UserError` into one line on stderr and exit status 2 (``--debug`` shows the traceback).
+The library never imports this package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from typing import Optional, Sequence
+
+PROG = "so3krates-hk"
+COMMANDS = ("train", "finetune", "md", "convert", "example", "bench")  # modules of this package, in --help order
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows every option's default, keeps the descriptions' line breaks."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="SO3krates and SO3LR in JAX: training, MD, conversion.",
+                                     formatter_class=_Formatter)  # fmt: skip
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"{__name__}.{name}")
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__, formatter_class=_Formatter)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback")
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)
+    return parser
+
+
+def error(message: str) -> int:
+    """Print ``so3krates-hk: error: message`` (one line) to stderr; returns exit status 2."""
+    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from_shell = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)  # argparse's own errors: usage + one line, exit 2
+    if unknown and args.command != "bench":  # bench only says where the benchmarks are, whatever it is given
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if from_shell:  # a command runs: restart once with the CPU malloc settings
+        from so3krates_hk.cpu_tuning import reexec_tuned
+
+        reexec_tuned(["-m", "so3krates_hk.cli", *argv])
+    from so3krates_hk.errors import UserError
+
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
+        if args.debug or os.environ.get("SO3KRATES_HK_DEBUG"):
+            raise
+        if isinstance(e, OSError) and e.filename is not None:
+            return error(f"{e.strerror}: {e.filename}")
+        return error(str(e))
+    except KeyboardInterrupt:
+        return error("interrupted")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
