@@ -50,9 +50,11 @@ def cg(tmp_path_factory):
                 params=params)  # fmt: skip
 
 
-def python_reference(path, R):
+@pytest.fixture(scope="module")
+def reference(cg):
     """E and F of the saved model through the library's own path (jax-md Dense list, compacted graph), float32."""
-    model, params, _ = load_cg_model(path, R)
+    model, params, _ = load_cg_model(cg["path"], cg["R"])
+    R = cg["R"]
     p32 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), params)
     R = jnp.asarray(R, jnp.float32)
     nbrs = model.neighbor_fn.allocate(R)
@@ -106,7 +108,7 @@ def test_missing_lammps_jax_names_the_extra(cg, monkeypatch):
 
 @pytest.fixture(scope="module")
 def bundle(cg, tmp_path_factory):
-    pytest.importorskip("lammps_jax", reason="needs lammps-jax (pip install --no-deps lammps-jax==0.2.1)")
+    pytest.importorskip("lammps_jax", reason="needs lammps-jax 0.2.1, which needs JAX >= 0.8 (the current environment)")
     out = str(tmp_path_factory.mktemp("bundle") / "model.json")
     rc = main(["export", cg["path"], "--format", "lammps-jax", "-o", out, "--platform", "cpu", "--max-atoms", "24",
                "--edges-per-atom", "12"])  # fmt: skip
@@ -124,7 +126,7 @@ def test_bundle_contract(bundle):
 
 
 @pytest.mark.parametrize("runner", ["pjrt-cpu-plugin", "jaxlib-cpu"])
-def test_bundle_matches_the_python_model_in_float32(cg, bundle, runner):
+def test_bundle_matches_the_python_model_in_float32(cg, bundle, reference, runner):
     """One rank holding every atom: the program's energy and forces equal the Python model's."""
     from so3krates_hk.export.lammps_jax import cpu_plugin_path, lammps_edges, run_bundle
 
@@ -132,7 +134,7 @@ def test_bundle_matches_the_python_model_in_float32(cg, bundle, runner):
         pytest.importorskip("lammps_jax_pjrt_cpu", reason="needs lammps-jax-pjrt-cpu==0.11.2 (the PJRT CPU plugin)")
     plugin = cpu_plugin_path() if runner == "pjrt-cpu-plugin" else None
     R, types = cg["R"], cg["species"]
-    e_ref, f_ref = python_reference(cg["path"], R)
+    e_ref, f_ref = reference
     assert np.abs(f_ref).max() > 1e-3  # forces worth comparing
     senders, receivers, mask = lammps_edges(R, R_CUT + 0.5, 24 * 12)  # the pair style also lists skin pairs
     energy, forces = run_bundle(bundle, R, types, len(R), 0, senders, receivers, mask, plugin=plugin)
@@ -142,7 +144,7 @@ def test_bundle_matches_the_python_model_in_float32(cg, bundle, runner):
     assert np.all(forces[len(R) :] == 0)  # padding rows
 
 
-def test_bundle_under_a_two_rank_ghost_decomposition(cg, bundle):
+def test_bundle_under_a_two_rank_ghost_decomposition(cg, bundle, reference):
     """Two ranks split the chain at its middle; each holds its owned atoms first, then every atom within
     layers × cutoff of them as ghosts, and lists ghost rows too (n_hops > 1). Σ_ranks E and the ghost forces
     returned to their owners equal the one-process Python model."""
@@ -150,7 +152,7 @@ def test_bundle_under_a_two_rank_ghost_decomposition(cg, bundle):
     from so3krates_hk.export.lammps_jax import cpu_plugin_path, lammps_edges, run_bundle
 
     R, types = cg["R"], cg["species"]
-    e_ref, f_ref = python_reference(cg["path"], R)
+    e_ref, f_ref = reference
     shell = bundle["contract"]["n_hops"] * R_CUT
     split = np.median(R[:, 0])
     energy, forces, ghosts = 0.0, np.zeros_like(f_ref), []
@@ -195,13 +197,13 @@ def test_deploy_exporter_exports_and_saves(cg, deploy, tmp_path):
         deploy.SO3kratesCGExporter.from_cg_model(dataclasses.replace(cg["model"], priors=load_model(cg["with_priors"]).priors), cg["params"])  # fmt: skip
 
 
-def test_deploy_energy_runs_from_its_serialised_cpu_export(cg, deploy):
+def test_deploy_energy_runs_from_its_serialised_cpu_export(cg, deploy, reference):
     """The wrapped energy (list pruning, per-atom energies, gradient), exported for the CPU, serialised,
     deserialised and called: newton on (full list) and newton off (half list) equal the Python model."""
     exporter = deploy.SO3kratesCGExporter.from_cg_model(cg["model"], cg["params"])
     program = jax.export.deserialize(exporter.exported(("cpu",)).serialize())
     R, types = cg["R"], cg["species"].astype(np.int32)
-    e_ref, f_ref = python_reference(cg["path"], R)
+    e_ref, f_ref = reference
     from so3krates_hk.export.lammps_jax import lammps_edges
 
     senders, receivers, mask = lammps_edges(R, R_CUT + 0.5, N_BEADS * N_BEADS)

@@ -24,6 +24,7 @@ Kokkos OpenMP LAMMPS loads), or jaxlib's own CPU client.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 from typing import Optional
@@ -141,13 +142,24 @@ def cpu_plugin_path() -> str:
     return str(lammps_jax_pjrt_cpu.PLUGIN_PATH)
 
 
+@functools.lru_cache(maxsize=8)
+def _compiled(program_b64: str, options_b64: str, plugin: Optional[str]):
+    """The program compiled for the first device of the CPU client (cached: one compilation per bundle)."""
+    from jaxlib import xla_client
+
+    client = _client(plugin)
+    options = xla_client.CompileOptions.ParseFromString(base64.b64decode(options_b64))
+    options.compile_portable_executable = False  # bind to this client's first device
+    device = client.devices()[0]
+    return client.compile_and_load(base64.b64decode(program_b64), [device], options), device
+
+
 def run_bundle(bundle: dict, positions, types, nlocal: int, nghost: int, senders, receivers, edge_mask,
                plugin: Optional[str] = None):  # fmt: skip
     """Run the bundle's ``energy_and_forces`` program on the CPU as the pair style does: (energy, forces (max_atoms,
     3)). ``plugin``: a PJRT plugin library (e.g. :func:`cpu_plugin_path`); None uses jaxlib's CPU client. Inputs are
     padded to the bundle's capacities here."""
     import jax
-    from jaxlib import xla_client
 
     contract = bundle["contract"]
     if bundle.get("export_info", {}).get("platform") != "cpu":
@@ -169,12 +181,8 @@ def run_bundle(bundle: dict, positions, types, nlocal: int, nghost: int, senders
     msk[:e] = live
     args = [pos, typ, np.int32(nlocal), np.int32(nghost), snd, rcv, msk]
 
-    client = _client(plugin)
-    program = base64.b64decode(bundle["programs"]["energy_and_forces_mlir_b64"])
-    options = xla_client.CompileOptions.ParseFromString(base64.b64decode(bundle["compile_options_b64"]))
-    options.compile_portable_executable = False  # bind to this client's first device
-    device = client.devices()[0]
-    executable = client.compile_and_load(program, [device], options)
+    executable, device = _compiled(bundle["programs"]["energy_and_forces_mlir_b64"], bundle["compile_options_b64"],
+                                   plugin)  # fmt: skip
     buffers = [jax.device_put(a, device) for a in args]
     outputs = executable.execute_sharded(buffers).disassemble_into_single_device_arrays()
     energy, forces = (np.asarray(o[0]) for o in outputs)
