@@ -103,6 +103,33 @@ def test_missing_lammps_jax_names_the_extra(cg, monkeypatch):
         export_bundle(load_model(cg["path"]), "never.json", max_atoms=8, max_edges=16)
 
 
+def test_so3krates_kind_and_type_mapping(cg, reference, tmp_path):
+    """A plain SO3krates file (1-based species, mapped from LAMMPS types by a table) gives the same per-atom
+    energies, over the engine's edge list, as the library's model."""
+    from so3krates_hk.errors import UserError
+    from so3krates_hk.export.energy import per_atom_energy_fn
+    from so3krates_hk.export.lammps_jax import lammps_edges
+    from so3krates_hk.export.model_file import type_table
+
+    path = str(tmp_path / "so3krates.npz")
+    meta = so3krates_metadata(R_CUT, 3, cg["model"].avg_num_neighbors, positive_species=True, **TWO_LAYERS)
+    save_params(path, jax.device_get(cg["params"]), meta)
+    model = load_model(path)
+    assert (model.kind, model.default_units, model.receptive_field, model.priors) == ("so3krates", "metal", 2 * R_CUT, None)
+    table = type_table(model, [3, 1, 2])  # LAMMPS types 1, 2, 3 → species 3, 1, 2 → embedding rows 2, 0, 1
+    np.testing.assert_array_equal(table, [2, 0, 1])
+    with pytest.raises(UserError, match=r"outside the model's range \[1, 4\)"):
+        type_table(model, [1, 4])
+    inverse = np.argsort(table)
+    types = inverse[cg["species"]]  # the 0-based types the pair style would pass for these beads
+    energy = jax.jit(per_atom_energy_fn(model, table))
+    senders, receivers, mask = lammps_edges(cg["R"], R_CUT + 0.5, N_BEADS * N_BEADS)
+    e, g = jax.value_and_grad(lambda R: jnp.sum(energy(R, types, senders, receivers, mask)))(jnp.asarray(cg["R"]))
+    e_ref, f_ref = reference
+    assert e.dtype == jnp.float32 and abs(float(e) - e_ref) <= 1e-5 * max(1.0, abs(e_ref))
+    np.testing.assert_allclose(-np.asarray(g), f_ref, rtol=0, atol=FORCE_TOL)
+
+
 # ------------------------------------------------------------------------------------------------ lammps-jax
 
 
@@ -123,6 +150,19 @@ def test_bundle_contract(bundle):
     assert (c["n_hops"], c["cutoff"], c["unit_style"], c["precision"]) == (2, R_CUT, "real", "float32")
     assert (c["max_atoms"], c["max_edges"], c["n_species"], c["newton"]) == (24, 24 * 12, 3, "on")
     assert bundle["export_info"]["platform"] == "cpu" and bundle["programs"]["energy_and_forces_mlir_b64"]
+
+
+def test_default_bundle_targets_cuda_and_is_not_run_on_the_cpu(cg, tmp_path):
+    pytest.importorskip("lammps_jax", reason="needs lammps-jax 0.2.1, which needs JAX >= 0.8 (the current environment)")
+    from so3krates_hk.errors import UserError
+    from so3krates_hk.export.lammps_jax import read_bundle, run_bundle
+
+    out = str(tmp_path / "gpu.json")
+    assert main(["export", cg["path"], "-o", out, "--max-atoms", "16", "--edges-per-atom", "8", "--units", "lj"]) == 0
+    bundle = read_bundle(out)
+    assert bundle["export_info"]["platform"] == "cuda" and bundle["contract"]["unit_style"] == "lj"
+    with pytest.raises(UserError, match="exported for CUDA"):
+        run_bundle(bundle, cg["R"][:2], [0, 0], 2, 0, [0, 1], [1, 0], [True, True])
 
 
 @pytest.mark.parametrize("runner", ["pjrt-cpu-plugin", "jaxlib-cpu"])

@@ -29,8 +29,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--edges-per-atom", type=int, default=64,
                    help="directed neighbour-list entries per row within cutoff + skin; max edges = max-atoms × this")
     p.add_argument("--max-edges", type=int, help="directed edges per rank (overrides --edges-per-atom)")
-    p.add_argument("--units", help="LAMMPS unit style of the model's lengths/energies (default: real for CG models, "
-                   "metal for SO3krates)")  # fmt: skip
+    p.add_argument("--units", choices=["real", "metal", "si", "cgs", "electron", "micro", "nano", "lj"],
+                   help="LAMMPS unit style of the model's lengths/energies (default: real for CG models, metal for "
+                   "SO3krates)")  # fmt: skip
     p.add_argument("--platform", default="cuda", choices=["cuda", "cpu"],
                    help="PJRT plugin the bundle runs on: cuda (GPU) or cpu (Kokkos OpenMP LAMMPS)")  # fmt: skip
     p.add_argument("--float64", action="store_true", help="double-precision bundle (default float32)")
