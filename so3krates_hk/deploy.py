@@ -18,7 +18,8 @@ within T hops; with newton off, the forces on owned atoms need the exact energie
 them, hence 2T hops.
 
 The CG priors act on fixed atom indices, which the deployed model never sees; a model with priors is refused unless
-``without_priors=True`` (then add them in LAMMPS). SO3LR is refused (:func:`so3krates_hk.export.model_file.so3lr_refusal`).
+``without_priors=True`` (then add them in LAMMPS). SO3LR is refused, with the reason
+(:func:`so3krates_hk.export.model_file.so3lr_refusal`).
 """
 
 from __future__ import annotations

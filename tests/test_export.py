@@ -115,7 +115,8 @@ def test_so3krates_kind_and_type_mapping(cg, reference, tmp_path):
     meta = so3krates_metadata(R_CUT, 3, cg["model"].avg_num_neighbors, positive_species=True, **TWO_LAYERS)
     save_params(path, jax.device_get(cg["params"]), meta)
     model = load_model(path)
-    assert (model.kind, model.default_units, model.receptive_field, model.priors) == ("so3krates", "metal", 2 * R_CUT, None)
+    assert (model.kind, model.default_units, model.priors) == ("so3krates", "metal", None)
+    assert model.receptive_field == 2 * R_CUT
     table = type_table(model, [3, 1, 2])  # LAMMPS types 1, 2, 3 → species 3, 1, 2 → embedding rows 2, 0, 1
     np.testing.assert_array_equal(table, [2, 0, 1])
     with pytest.raises(UserError, match=r"outside the model's range \[1, 4\)"):
@@ -142,6 +143,15 @@ def bundle(cg, tmp_path_factory):
     assert rc == 0
     with open(out) as f:
         return json.load(f)
+
+
+def test_ghost_hops_cover_the_receptive_field_and_full_neighbourhoods(cg):
+    from so3krates_hk.export.lammps_jax import ghost_hops
+
+    model = load_model(cg["path"])
+    for layers, hops in ((1, 2), (2, 2), (3, 3)):
+        config = dataclasses.replace(model.config, num_layers=layers)
+        assert ghost_hops(dataclasses.replace(model, config=config)) == hops
 
 
 def test_bundle_contract(bundle):
@@ -234,7 +244,8 @@ def test_deploy_exporter_exports_and_saves(cg, deploy, tmp_path):
     text = str(exporter)
     assert f"cutoff: {R_CUT}" in text and 'unit_style: "real"' in text and "SIMPLE_SPARSE" in text
     with pytest.raises(NotExportableError, match="--without-priors"):
-        deploy.SO3kratesCGExporter.from_cg_model(dataclasses.replace(cg["model"], priors=load_model(cg["with_priors"]).priors), cg["params"])  # fmt: skip
+        with_priors = dataclasses.replace(cg["model"], priors=load_model(cg["with_priors"]).priors)
+        deploy.SO3kratesCGExporter.from_cg_model(with_priors, cg["params"])
 
 
 def test_deploy_energy_runs_from_its_serialised_cpu_export(cg, deploy, reference):

@@ -6,9 +6,9 @@
 lammps-jax: a bundle for LAMMPS `pair_style jax/kk` (lammps-jax plugin, Kokkos LAMMPS built from source):
     pair_style jax/kk /path/to/pjrt_plugin.so
     pair_coeff * * model.json
-Run it with `newton on`; the pair style widens the ghost shell to layers × cutoff + skin by itself. Type t is the
-model's species t − 1 unless --species maps the types. SO3LR is not exportable this way (its whole-system charge
-sums have no place in the pair style); the command says why.
+Run it with `newton on`; the pair style widens the ghost shell to max(layers, 2) × cutoff + skin by itself.
+Type t is the model's species t − 1 unless --species maps the types. SO3LR is not exportable this way (its
+whole-system charge sums have no place in the pair style); the command says why.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="lammps-jax", choices=FORMATS, help="what to write")
     p.add_argument("-o", "--output", required=True, help="bundle file to write (JSON)")
     p.add_argument("--max-atoms", type=int, default=4096,
-                   help="rows per MPI rank: owned + ghost atoms (ghost shell: layers × cutoff + skin)")  # fmt: skip
+                   help="rows per MPI rank: owned + ghost atoms (ghost shell: max(layers, 2) × cutoff + skin)")
     p.add_argument("--edges-per-atom", type=int, default=64,
                    help="directed neighbour-list entries per row within cutoff + skin; max edges = max-atoms × this")
     p.add_argument("--max-edges", type=int, help="directed edges per rank (overrides --edges-per-atom)")
@@ -73,5 +73,6 @@ def run(args: argparse.Namespace) -> int:
           f"platform {args.platform}")  # fmt: skip
     if model.priors is not None:
         print("note: the CG priors are NOT in the bundle (--without-priors).")
-    print(f"LAMMPS:  newton on\n         pair_style jax/kk /path/to/pjrt_plugin.so\n         pair_coeff * * {args.output}")
+    print("LAMMPS:  newton on\n         pair_style jax/kk /path/to/pjrt_plugin.so\n"
+          f"         pair_coeff * * {args.output}")
     return 0

@@ -7,15 +7,15 @@
 
 The pair style hands each rank's program (shapes fixed at export): positions (max_atoms, 3), types − 1 (max_atoms,),
 nlocal, nghost, and a directed edge list (senders = the atom whose list row holds the edge, receivers, edge_mask;
-padding index max_atoms). The bundle is a *ghost* export with n_hops = T (the interaction layers): the pair style
-widens the ghost shell to T × r_cutoff + skin and lists the neighbours of ghost atoms too, the program evaluates
-every row, and only owned rows count towards the energy:
+padding index max_atoms). The bundle is a *ghost* export with n_hops = max(T, 2) (T the interaction layers, see
+:func:`ghost_hops`): the pair style widens the ghost shell to n_hops × r_cutoff + skin and lists the neighbours of
+ghost atoms too, the program evaluates every row, and only owned rows count towards the energy:
 
     E_rank = Σ_{i < nlocal} E_i,    F = −∂E_rank/∂R over owned and ghost rows (ghost rows return to their owners
     through LAMMPS' reverse communication; newton pair on).
 
-Cost: atoms evaluated per atoms owned = (owned + ghosts within T·r_cutoff + skin) / owned; for a cube of side L per
-rank it is ((L + 2·(T·r_cutoff + skin)) / L)³.
+Cost: atoms evaluated per atoms owned = (owned + ghosts within n_hops·r_cutoff + skin) / owned; for a cube of side L
+per rank it is ((L + 2·(n_hops·r_cutoff + skin)) / L)³.
 
 ``run_bundle`` executes a bundle's programs on the CPU: through the PJRT plugin of ``lammps-jax-pjrt-cpu`` (what a
 Kokkos OpenMP LAMMPS loads), or jaxlib's own CPU client.
@@ -41,6 +41,13 @@ PLATFORMS = ("cuda", "cpu")
 PRECISIONS = ("float32", "float64")
 
 
+def ghost_hops(model: ShortRangeModel) -> int:
+    """``n_hops`` of the bundle: T, the interaction layers, and at least 2. The pair style lists the full
+    neighbourhoods of owned atoms only in its multi-hop mode; with ``n_hops = 1`` and newton on it hands each rank
+    half of its boundary pairs, which suits pair potentials but not a many-body energy E_i."""
+    return max(2, model.config.num_layers)
+
+
 def export_bundle(
     model: ShortRangeModel,
     path: str,
@@ -55,7 +62,7 @@ def export_bundle(
     """Write the bundle for ``model`` to ``path`` (JSON) and return it.
 
     Args:
-        max_atoms: rows per rank, owned + ghost atoms (the ghost shell is T × r_cutoff + skin wide).
+        max_atoms: rows per rank, owned + ghost atoms (the ghost shell is n_hops × r_cutoff + skin wide).
         max_edges: directed edges per rank, both directions of every pair, ghost rows included, skin included.
         units: LAMMPS unit style the model's lengths and energies are in (default: ``real`` for CG models,
             ``metal`` otherwise); the pair style refuses a run in other units.
@@ -91,7 +98,7 @@ def export_bundle(
 
     bundle = export_model(
         energy_fn=energy_fn, path=path, max_atoms=int(max_atoms), max_edges=int(max_edges), cutoff=model.r_cutoff,
-        unit_style=units, precision=precision, n_hops=model.config.num_layers, n_species=len(table),
+        unit_style=units, precision=precision, n_hops=ghost_hops(model), n_species=len(table),
         platform=platform,
     )  # fmt: skip
     return bundle
