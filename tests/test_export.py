@@ -131,6 +131,18 @@ def test_so3krates_kind_and_type_mapping(cg, reference, tmp_path):
     assert abs(float(e_unmapped) - e_ref) > 1e-3  # the table matters
 
 
+def test_missing_chemtrain_names_the_extra(monkeypatch):
+    import importlib
+    import importlib.util
+    import sys
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "chemtrain" else real(name, *a))
+    monkeypatch.delitem(sys.modules, "so3krates_hk.deploy", raising=False)
+    with pytest.raises(MissingExtraError, match=r"so3krates_hk.deploy needs the 'chemtrain' package.*\[chemtrain\]"):
+        importlib.import_module("so3krates_hk.deploy")
+
+
 # ------------------------------------------------------------------------------------------------ lammps-jax
 
 
