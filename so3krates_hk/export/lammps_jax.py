@@ -34,7 +34,6 @@ import numpy as np
 from so3krates_hk.errors import UserError, require
 from so3krates_hk.export.model_file import ShortRangeModel
 
-FORMAT = "lammps-jax"
 EXTRA = "lammps-jax"
 UNIT_STYLES = ("real", "metal", "si", "cgs", "electron", "micro", "nano", "lj")
 PLATFORMS = ("cuda", "cpu")
