@@ -212,10 +212,11 @@ def _run(lmp, job, plan, spec, comm, rank, Decomposition, LocalModel, cg_type_ma
                 raise UserError(f"atom type {int(types.max())} has no species (the box declares {ntypes} types)")
             energy, forces = model(X, type_map[types], nlocal)
             f[:] = decomposition.fold(ids, forces, nlocal)
-            virial = np.einsum("ka,kb->ab", X, forces)  # Σ_k R_k ⊗ F_k over owned and ghost images
-            lmp.fix_external_set_energy_global(job.fix_id, energy)
-            lmp.fix_external_set_virial_global(job.fix_id, [virial[0, 0], virial[1, 1], virial[2, 2], virial[0, 1],
-                                                            virial[0, 2], virial[1, 2]])  # fmt: skip
+            w = np.einsum("ka,kb->ab", X, forces)  # W_r = Σ_k R_k ⊗ F_k over owned and ghost images
+            # fix external adds its energy and virial after LAMMPS' sums over ranks: give it the totals on every rank
+            totals = decomposition.reduce(np.asarray([energy, w[0, 0], w[1, 1], w[2, 2], w[0, 1], w[0, 2], w[1, 2]]))
+            lmp.fix_external_set_energy_global(job.fix_id, float(totals[0]))
+            lmp.fix_external_set_virial_global(job.fix_id, [float(v) for v in totals[1:]])
         except BaseException as e:  # noqa: BLE001 - an exception cannot cross the C callback; stop every rank
             state["error"] = e
             traceback.print_exc()
