@@ -21,7 +21,7 @@ from so3krates_hk.errors import UserError
 
 DEFAULT_SKIN = {"lj": 0.3, "real": 2.0, "metal": 2.0, "si": 0.001, "cgs": 0.1, "electron": 2.0, "micro": 0.1,
                 "nano": 0.1}  # LAMMPS' default neighbour skin per unit style  # fmt: skip
-RUN_COMMANDS = ("run", "minimize", "rerun", "min_modify")
+RUN_COMMANDS = ("run", "minimize", "rerun")
 
 
 @dataclasses.dataclass
@@ -65,7 +65,7 @@ class InputPlan:
 def plan_input(text: str, fix_id: str, path: str = "input") -> InputPlan:
     lines = logical_lines(text)
     raw = text.splitlines()
-    found = None
+    found = run_before = None
     skin = None
     for n, line in enumerate(lines):
         tok = line.split()
@@ -82,8 +82,8 @@ def plan_input(text: str, fix_id: str, path: str = "input") -> InputPlan:
                 raise UserError(f"{path}: fix {fix_id} must call and apply every step ('pf/callback 1 1'); "
                                 f"found 'pf/callback {tok[5]} {tok[6]}'")  # fmt: skip
             found = n
-        elif tok[0] in RUN_COMMANDS and found is None and tok[0] != "min_modify":
-            raise UserError(f"{path}: '{tok[0]}' comes before 'fix {fix_id}'; declare the fix before the first run")
+        elif tok[0] in RUN_COMMANDS and found is None:
+            run_before = run_before or tok[0]
         elif tok[0] == "neighbor" and len(tok) > 1:
             skin = max(float(tok[1]), skin or 0.0) if _is_number(tok[1]) else skin
         elif tok[0] == "neigh_modify":
@@ -94,6 +94,8 @@ def plan_input(text: str, fix_id: str, path: str = "input") -> InputPlan:
     if found is None:
         raise UserError(f"{path}: there is no fix with id {fix_id!r}; declare 'fix {fix_id} all external pf/callback "
                         "1 1' (or pass its id with --fix-id)")  # fmt: skip
+    if run_before:
+        raise UserError(f"{path}: '{run_before}' comes before 'fix {fix_id}'; declare the fix before the first run")
     # split the *raw* text after the physical line that ends the fix's logical line
     count, cut = -1, len(raw)
     pending = False
@@ -236,5 +238,6 @@ def _run(lmp, job, plan, spec, comm, rank, Decomposition, LocalModel, cg_type_ma
                ghost_cutoff=r_ghost, reallocations=reallocations, owner_tables=decomposition.table_builds)  # fmt: skip
     if rank == 0 and totals[0]:
         print(f"so3krates-hk lammps: {int(totals[2])} evaluations; atoms evaluated / owned = "
-              f"{totals[1] / totals[0]:.2f}; capacity re-allocations {reallocations}", flush=True)  # fmt: skip
+              f"{totals[1] / totals[0]:.2f}; capacity re-allocations {reallocations}; owner tables "
+              f"{decomposition.table_builds}", flush=True)  # fmt: skip
     return out
