@@ -76,6 +76,7 @@ def test_so3lr_matches_jax_md(so3lr_case, ranks):
     assert np.max(np.abs(F - f_ref)) <= TOL_F
 
 
+@pytest.mark.slow
 def test_so3lr_charged_matches_jax_md(so3lr_case):
     """Q = +1, S = 1 on 2 ranks: the charge neutralisation and the charge/spin embeddings' normalisers are sums
     over both ranks (``global_sum``), with exact gradients."""
@@ -90,7 +91,7 @@ def test_so3lr_charged_matches_jax_md(so3lr_case):
     assert np.max(np.abs(F - f_ref)) <= TOL_F
 
 
-@pytest.mark.parametrize("ranks", [1, 2])
+@pytest.mark.parametrize("ranks", [pytest.param(1, marks=pytest.mark.slow), 2])
 def test_cg_matches_jax_md_and_pressure(cg_case, ranks):
     """CG SO3krates (random weights, 3 species, real units): energy, forces and the virial pressure."""
     import jax
@@ -109,6 +110,7 @@ def test_cg_matches_jax_md_and_pressure(cg_case, ranks):
 
 
 def cg_energy_scaled(path, X, S, L, lam):
+    """The jax-md energy with positions and box scaled by λ (fractional coordinates fixed)."""
     import jax
     import jax.numpy as jnp
 
@@ -123,14 +125,10 @@ def cg_energy_scaled(path, X, S, L, lam):
     disp, _ = jax_md.space.periodic(L * lam)
     _, apply_fn = so3krates_neighborlist_pp(disp, meta["r_cutoff"], n_species=meta["n_species"],
                                             avg_num_neighbors=meta["avg_num_neighbors"], **meta["hyperparameters"])
-    return apply_fn.__wrapped__(params, jnp.asarray(X) * lam, nb, species=jnp.asarray(S)) if hasattr(
-        apply_fn, "__wrapped__") else _apply_unchecked(apply_fn, params, jnp.asarray(X) * lam, nb, jnp.asarray(S))
+    return apply_fn(params, jnp.asarray(X) * lam, nb, species=jnp.asarray(S))
 
 
-def _apply_unchecked(apply_fn, params, R, nb, S):
-    return apply_fn(params, R, nb, species=S)
-
-
+@pytest.mark.slow
 def test_local_model_images_and_capacity(x64):
     """In one process: the model on explicit periodic images, owned energies only and image forces folded onto
     their atoms, equals the periodic jax-md evaluation; growing the capacities re-allocates and drops nothing."""
@@ -146,6 +144,7 @@ def test_local_model_images_and_capacity(x64):
         model = LocalModel(spec, float64=True, total_charge=1.0, num_unpaired_electrons=1.0)
         model(R[:9], Z[:9], 9)  # a 3-molecule cluster first: small capacities
         caps = dict(model.capacity)
+        model.new_system()
         rg = spec.receptive_field
         shifts = np.array([(i, j, k) for i in range(-2, 3) for j in range(-2, 3) for k in range(-2, 3)
                            if (i, j, k) != (0, 0, 0)], float) * L  # fmt: skip
@@ -164,8 +163,9 @@ def test_local_model_images_and_capacity(x64):
         assert np.max(np.abs(F - f_ref)) <= TOL_F
 
 
+@pytest.mark.slow
 def test_nve_conserves_energy_like_jax_md(so3lr_case):
-    """100 NVE steps on 2 ranks (skin 0.2 Å, so LAMMPS re-neighbours and atoms migrate): the total energy is
+    """40 NVE steps on 2 ranks (skin 0.2 Å, so LAMMPS re-neighbours and atoms migrate): the total energy is
     conserved as in jax-md's NVE from the same positions and velocities, and both trajectories agree."""
     import jax
     import jax.numpy as jnp
@@ -175,7 +175,7 @@ def test_nve_conserves_energy_like_jax_md(so3lr_case):
     from so3krates_hk.io import load_params
 
     d, L = so3lr_case
-    steps, dt_fs, every = 100, 0.1, 10
+    steps, dt_fs, every = 40, 0.1, 5
     text = cases.nve_input("water.data", "metal", steps, dt_fs * 1e-3, 300.0, every, skin=0.2).replace(
         "fix integrate all nve", "write_dump all custom v0.dump id type x y z vx vy vz modify sort id format float "
         "%.17g\nfix integrate all nve")  # fmt: skip
@@ -209,7 +209,7 @@ def test_nve_conserves_energy_like_jax_md(so3lr_case):
     R0 = jnp.asarray(np.mod(X, L))
     nb, nb_lr = nfn.allocate(R0), nfn_lr.allocate(R0)
     init, step = jax_md.simulate.nve(energy, shift, dt_fs / time_unit_fs)
-    state = init(jax.random.PRNGKey(0), R0, mass=masses, neighbor=nb, neighbor_lr=nb_lr)
+    state = init(jax.random.PRNGKey(0), R0, 0.0, mass=masses, neighbor=nb, neighbor_lr=nb_lr)
     state = state.set(momentum=masses * jnp.asarray(V) * 1e-3 * time_unit_fs)  # Å/ps → Å per time unit
     etot_jax = []
     for n in range(steps + 1):

@@ -205,7 +205,8 @@ def _run(lmp, job, plan, spec, comm, rank, Decomposition, LocalModel, cg_type_ma
         try:
             natoms = lmp.get_natoms()
             if natoms != state["natoms"]:
-                model.static_sums, state["natoms"] = None, natoms  # atoms created or deleted: re-sum the species
+                model.new_system()
+                state["natoms"] = natoms  # atoms created or deleted: re-sum the species
             nall = nlocal + int(lmp.extract_global("nghost"))
             X = np.array(lmp.numpy.extract_atom("x", nelem=nall, dim=3), np.float64)
             types = np.array(lmp.numpy.extract_atom("type", nelem=nall)).reshape(-1)

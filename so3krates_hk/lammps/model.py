@@ -124,6 +124,10 @@ class LocalModel:
         self.stats = dict(calls=0, owned=0, evaluated=0)
         self._build()
 
+    def new_system(self) -> None:
+        """Forget the species-only whole-system sums (call when atoms were created or deleted)."""
+        self.static_sums = None
+
     # ---- the local energy --------------------------------------------------------------------------------------
 
     def _build(self) -> None:
