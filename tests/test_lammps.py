@@ -253,6 +253,7 @@ def water_data(tmp_path_factory):
     ("fix ml all external pf/callback 10 1", ["--elements", "O", "H"], "must call and apply every step"),
     ("fix ml all external pf/callback 1 1\nneigh_modify every 2 delay 0 check yes", ["--elements", "O", "H"],
      "neigh_modify every 1 delay 0 check yes"),
+    ("bogus_command 1\nfix ml all external pf/callback 1 1", ["--elements", "O", "H"], "LAMMPS: ERROR"),
 ])  # fmt: skip
 def test_bad_input_is_one_line_error(water_data, inp_fix, args, message):
     inp = f"units metal\natom_style atomic\nread_data {water_data / 'water.data'}\n{inp_fix}\nrun 0\n"

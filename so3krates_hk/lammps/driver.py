@@ -182,8 +182,18 @@ def run(job: LammpsJob) -> dict:
         lmp.close()
 
 
+def _lammps(lmp, commands: str) -> None:
+    """Run LAMMPS commands; an error LAMMPS reports for the input becomes a one-line UserError."""
+    try:
+        lmp.commands_string(commands)
+    except Exception as e:  # noqa: BLE001 - the lammps module raises plain Exception for input errors
+        if "ERROR" in str(e):
+            raise UserError(f"LAMMPS: {' '.join(str(e).split())}") from None
+        raise
+
+
 def _run(lmp, job, plan, spec, comm, rank, Decomposition, LocalModel, cg_type_map, so3lr_type_map) -> dict:
-    lmp.commands_string(plan.head)
+    _lammps(lmp, plan.head)
     units = lmp.extract_global("units")
     if units != spec.units:
         raise UserError(f"{job.input}: units {units}, but the model's numbers are in LAMMPS '{spec.units}' units "
@@ -231,7 +241,7 @@ def _run(lmp, job, plan, spec, comm, rank, Decomposition, LocalModel, cg_type_ma
         kind = "SO3LR" if spec.kind == "so3lr" else "SO3krates"
         print(f"so3krates-hk lammps: fix {job.fix_id}: {kind} ({'float64' if job.float64 else 'float32'}) on "
               f"{comm.Get_size()} rank(s); {why}; set with comm_modify cutoff {r_ghost:g}", flush=True)
-    lmp.commands_string(plan.tail)
+    _lammps(lmp, plan.tail)
     totals = decomposition.reduce(np.asarray([model.stats["owned"], model.stats["evaluated"],
                                               model.stats["calls"]], np.float64))  # fmt: skip
     reallocations = int(decomposition.reduce(np.asarray([model.reallocations], np.float64))[0])
