@@ -270,3 +270,46 @@ def test_wrong_units_and_cg_type_without_species(water_data, cg_case):
     d, _ = cg_case
     res = _cli_error(water_data, inp + "run 0\n", ["--model", str(d / "cg.npz"), "--species", "0"])
     assert res.returncode == 2 and "type 2 has no species" in res.stderr.strip().splitlines()[-1], res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reps, lr_cutoff", [(1, 6.0), (2, None)], ids=["water192-lr6", "water1536-lr12"])
+def test_pretrained_so3lr_matches_jax_md(tmp_path, x64, reps, lr_cutoff):
+    """The shipped SO3LR weights on 1 and 2 ranks. water192-lr6: 192 atoms, 12.4 Å box, long range 6 Å (≈ 14 000
+    atoms evaluated per rank). water1536-lr12: SO3LR's own settings on the 1536-atom 24.8 Å box (≈ 44 000 atoms
+    evaluated per rank: a large-memory machine)."""
+    import jax
+    import jax.numpy as jnp
+
+    R, Z, L = cases.water(reps)
+    cases.write_data(str(tmp_path / "water.data"), R, np.where(Z == 8, 1, 2), L, {1: 15.999, 2: 1.008})
+    extra = [] if lr_cutoff is None else ["--lr-cutoff", str(lr_cutoff)]
+    results = {}
+    for ranks in (1, 2):
+        tag = f"pre{ranks}"
+        (tmp_path / f"in.{tag}").write_text(cases.single_point_input("water.data", "metal", f"{tag}.dump", skin=0.1))
+        res = cases.run_cli(str(tmp_path), ranks, [f"in.{tag}", "--float64", "--no-screen", "--log", f"{tag}.log",
+                                                   "--model", "so3lr", "--elements", "O", "H", *extra], timeout=3600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        e = float(re.search(r"^POTENTIAL_ENERGY (\S+)", (tmp_path / f"{tag}.log").read_text(), re.M).group(1))
+        results[ranks] = (e, cases.read_dump(str(tmp_path / f"{tag}.dump")))
+    from so3krates_hk import pretrained
+    from so3krates_hk._compat import jax_md, partition
+    from so3krates_hk.factory import so3lr_neighborlist_pp
+
+    params, kwargs = pretrained.so3lr()
+    if lr_cutoff is not None:
+        kwargs["lr_cutoff"] = lr_cutoff
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), params)
+    X = results[1][1][2]
+    disp, _ = jax_md.space.periodic(L)
+    nb = partition.neighbor_list(disp, L, kwargs["r_cutoff"], format=partition.Sparse).allocate(jnp.asarray(X))
+    nb_lr = partition.neighbor_list(disp, L, kwargs["lr_cutoff"], format=partition.OrderedSparse).allocate(
+        jnp.asarray(X))
+    _, apply_fn = so3lr_neighborlist_pp(disp, lr_neighbor_format="ordered", **kwargs)
+    Zs = jnp.asarray(np.where(results[1][1][1] == 1, 8, 1))
+    e_ref, g = jax.value_and_grad(lambda R_: apply_fn(params, R_, nb, nb_lr, Zs))(jnp.asarray(X))
+    for ranks, (e, (_, _, Xr, F)) in results.items():
+        assert np.array_equal(Xr, X)
+        assert abs(e - float(e_ref)) / len(X) <= TOL_E, (ranks, e, float(e_ref))
+        assert np.max(np.abs(F + np.asarray(g))) <= TOL_F, ranks
