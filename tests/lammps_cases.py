@@ -42,13 +42,13 @@ def write_data(path: str, positions, types, box: float, masses: dict) -> None:
     with open(path, "w") as f:
         f.write(f"# so3krates-hk test system\n\n{len(positions)} atoms\n{ntypes} atom types\n\n")
         for a in "xyz":
-            f.write(f"0.0 {box!r} {a}lo {a}hi\n")
+            f.write(f"0.0 {float(box)!r} {a}lo {a}hi\n")
         f.write("\nMasses\n\n")
         for t in range(1, ntypes + 1):
-            f.write(f"{t} {masses[t]!r}\n")
+            f.write(f"{t} {float(masses[t])!r}\n")
         f.write("\nAtoms # atomic\n\n")
         for i, (t, r) in enumerate(zip(types, np.mod(positions, box)), start=1):
-            f.write(f"{i} {int(t)} {r[0]!r} {r[1]!r} {r[2]!r}\n")
+            f.write(f"{i} {int(t)} {float(r[0])!r} {float(r[1])!r} {float(r[2])!r}\n")
 
 
 def single_point_input(data: str, units: str, dump: str, extra: str = "", skin: float = 0.5) -> str:

@@ -205,7 +205,7 @@ def _run(lmp, job, plan, spec, comm, rank, Decomposition, LocalModel, cg_type_ma
         type_map = cg_type_map(job.species, ntypes, spec.n_species)
     skin = plan.skin if plan.skin is not None else DEFAULT_SKIN.get(units, 2.0)
     r_ghost, why = ghost_cutoff(spec, skin)
-    lmp.command(f"comm_modify cutoff {r_ghost!r}")
+    lmp.command(f"comm_modify cutoff {float(r_ghost)!r}")
     lmp.command(f"fix_modify {job.fix_id} energy yes virial yes")
     decomposition = Decomposition(comm)
     model = LocalModel(spec, job.float64, job.total_charge, job.num_unpaired_electrons, reduce=decomposition.reduce)
