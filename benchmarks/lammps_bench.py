@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import time
 
@@ -71,7 +70,6 @@ def jaxmd_run(kind, params_path, R, species, L, masses, steps, dt_fs, time_unit_
                                                 avg_num_neighbors=meta["avg_num_neighbors"],
                                                 **meta["hyperparameters"])  # fmt: skip
         lists = dict(neighbor=nfn.allocate(R))
-        fns = dict(neighbor=nfn)
         energy = lambda R_, neighbor, **_: apply_fn(params, R_, neighbor, species=S)  # noqa: E731
     else:
         kw = dict(meta["factory_kwargs"])
@@ -79,7 +77,6 @@ def jaxmd_run(kind, params_path, R, species, L, masses, steps, dt_fs, time_unit_
         nfn_lr = partition.neighbor_list(disp, L, kw["lr_cutoff"], dr_threshold=0.5, format=partition.OrderedSparse)
         _, apply_fn = so3lr_neighborlist_pp(disp, lr_neighbor_format="ordered", **kw)
         lists = dict(neighbor=nfn.allocate(R), neighbor_lr=nfn_lr.allocate(R))
-        fns = dict(neighbor=nfn, neighbor_lr=nfn_lr)
         energy = lambda R_, neighbor, neighbor_lr, **_: apply_fn(params, R_, neighbor, neighbor_lr, S)  # noqa: E731
     init, step = jax_md.simulate.nve(energy, shift, dt_fs / time_unit_fs)
     m = jnp.asarray(masses, jnp.float32)[:, None]

@@ -10,7 +10,6 @@ and neighbour-list settings keep the ghost shell valid (``neigh_modify every 1 d
 from __future__ import annotations
 
 import dataclasses
-import re
 import sys
 import traceback
 from typing import Optional, Sequence
