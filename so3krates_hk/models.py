@@ -22,7 +22,7 @@ from so3krates_hk.layers.attention import EdgeFeatures
 from so3krates_hk.layers.block import SO3kratesLayer
 from so3krates_hk.layers.cutoff import get_cutoff_fn
 from so3krates_hk.layers.dense import get_activation
-from so3krates_hk.layers.embedding import AtomTypeEmbedding, ChargeSpinEmbedding
+from so3krates_hk.layers.embedding import AtomTypeEmbedding, ChargeSpinEmbedding, GlobalSum
 from so3krates_hk.layers.harmonics import harmonics_dim, spherical_harmonics
 from so3krates_hk.layers.heads import EnergyHead, HirshfeldHead, PartialChargeHead
 from so3krates_hk.layers.radial import bernstein_basis
@@ -63,6 +63,7 @@ class SO3krates(hk.Module):
         r_cutoff: float,
         avg_num_neighbors: float,
         remat: bool = False,
+        global_sum: Optional[GlobalSum] = None,
         name: Optional[str] = "so3krates",
     ):
         super().__init__(name=name)
@@ -71,6 +72,7 @@ class SO3krates(hk.Module):
         self.r_cutoff = r_cutoff
         self.avg_num_neighbors = avg_num_neighbors
         self.remat = remat
+        self.global_sum = global_sum  # sums over the whole structure (see ChargeSpinEmbedding); None: jnp.sum
 
     def __call__(
         self,
@@ -89,13 +91,13 @@ class SO3krates(hk.Module):
         embeddings = [AtomTypeEmbedding(self.num_species, cfg.num_features)(species, dtype).astype(dtype)]
         if cfg.use_charge_embed:
             e_q = ChargeSpinEmbedding(self.num_species, cfg.num_features, name="charge_embedding")(
-                species, total_charge, node_mask, dtype
+                species, total_charge, node_mask, dtype, self.global_sum
             )
             embeddings.append(e_q)
             inter["e_charge"] = e_q
         if cfg.use_spin_embed:
             e_s = ChargeSpinEmbedding(self.num_species, cfg.num_features, name="spin_embedding")(
-                species, num_unpaired_electrons, node_mask, dtype
+                species, num_unpaired_electrons, node_mask, dtype, self.global_sum
             )
             embeddings.append(e_s)
             inter["e_spin"] = e_s
@@ -155,9 +157,13 @@ def so3krates_energy(
     total_charge=0.0,
     num_unpaired_electrons=0.0,
     remat: bool = False,
+    global_sum: Optional[GlobalSum] = None,
 ) -> tuple[jnp.ndarray, dict]:
-    """Per-atom SO3krates energies (zero on masked atoms) and a dict of everything computed on the way."""
-    feats = SO3krates(config, num_species, r_cutoff, avg_num_neighbors, remat)(
+    """Per-atom SO3krates energies (zero on masked atoms) and a dict of everything computed on the way.
+
+    ``global_sum`` replaces the sums over the whole structure (charge/spin embedding normaliser); see
+    ``layers.embedding.GlobalSum``."""
+    feats = SO3krates(config, num_species, r_cutoff, avg_num_neighbors, remat, global_sum)(
         species, graph, node_mask, total_charge, num_unpaired_electrons
     )
     e = jnp.where(node_mask, energy_head(config, num_species, feats.x, species), 0.0)
@@ -195,11 +201,15 @@ def so3lr_energy(
     electrostatic_energy_scale: float = 4.0,
     dispersion_energy_scale: float = 1.2,
     remat: bool = False,
+    global_sum: Optional[GlobalSum] = None,
 ) -> tuple[jnp.ndarray, dict]:
-    """Per-atom SO3LR energies E_i = E^nn + E^zbl + E^el + E^disp (SPEC §9.1), and all components."""
+    """Per-atom SO3LR energies E_i = E^nn + E^zbl + E^el + E^disp (SPEC §9.1), and all components.
+
+    ``global_sum`` replaces the sums over the whole structure (embedding normalisers, N and Σ q̃ of the charge
+    neutralisation); see ``layers.embedding.GlobalSum``."""
     Z = atomic_numbers
     dtype = graph.vectors.dtype
-    feats = SO3krates(config, SO3LR_NUM_SPECIES, r_cutoff, avg_num_neighbors, remat)(
+    feats = SO3krates(config, SO3LR_NUM_SPECIES, r_cutoff, avg_num_neighbors, remat, global_sum)(
         Z, graph, node_mask, total_charge, num_unpaired_electrons
     )
     x = feats.x
@@ -207,7 +217,7 @@ def so3lr_energy(
     zeros = jnp.zeros(Z.shape, dtype)
 
     e_nn = jnp.where(node_mask, energy_head(config, SO3LR_NUM_SPECIES, x, Z), 0.0)
-    q = PartialChargeHead(SO3LR_HEAD_SPECIES, act)(x, Z, jnp.asarray(total_charge, dtype), node_mask)
+    q = PartialChargeHead(SO3LR_HEAD_SPECIES, act)(x, Z, jnp.asarray(total_charge, dtype), node_mask, global_sum)
     h = HirshfeldHead(SO3LR_HEAD_SPECIES, act)(x, Z, node_mask)
 
     e_zbl = zeros

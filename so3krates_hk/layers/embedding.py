@@ -5,7 +5,7 @@ x⁰_i = (e^Z_i + e^Q_i + e^S_i) / √(number of embedding modules);  ε⁰_i = 
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import haiku as hk
 import jax
@@ -13,6 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from so3krates_hk.precision import softplus32
+
+GlobalSum = Callable[[str, jnp.ndarray], jnp.ndarray]
+"""``global_sum(name, per_atom) -> Σ over every atom of the structure``. ``name`` identifies the sum (a module
+path and what is summed); ``per_atom`` is zero on masked atoms. The default is ``jnp.sum(per_atom)``."""
 
 
 class AtomTypeEmbedding(hk.Module):
@@ -46,7 +50,10 @@ class ChargeSpinEmbedding(hk.Module):
         self.num_species = num_species
         self.num_features = num_features
 
-    def __call__(self, species: jnp.ndarray, psi: jnp.ndarray, node_mask: jnp.ndarray, dtype=jnp.float32):
+    def __call__(self, species: jnp.ndarray, psi: jnp.ndarray, node_mask: jnp.ndarray, dtype=jnp.float32,
+                 global_sum: Optional[GlobalSum] = None):
+        """``global_sum(name, per_atom)``: how Σ_j α_j is taken (default ``jnp.sum``; a domain-decomposed driver
+        passes a sum over all ranks, see ``so3krates_hk.lammps``)."""
         F = self.num_features
         init = hk.initializers.TruncatedNormal(float(1.0 / np.sqrt(F)))
         query = hk.get_parameter("query", [self.num_species, F], dtype, init=init)
@@ -59,7 +66,7 @@ class ChargeSpinEmbedding(hk.Module):
         f32 = jnp.float32
         logits = jnp.sum(query[species].astype(f32) * key[row].astype(f32), axis=-1) / np.float32(np.sqrt(F))
         alpha = jnp.where(node_mask, softplus32(logits), f32(0))
-        total = jnp.sum(alpha)
+        total = jnp.sum(alpha) if global_sum is None else global_sum(f"{self.module_name}/alpha", alpha)
         total = jnp.where(total > 0, total, f32(1))
         a = psi * alpha.astype(dtype) / total.astype(dtype)
 

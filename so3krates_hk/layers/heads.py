@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from so3krates_hk.layers.dense import Activation, two_layer_filter
+from so3krates_hk.layers.embedding import GlobalSum
 
 
 class EnergyHead(hk.Module):
@@ -58,13 +59,19 @@ class PartialChargeHead(hk.Module):
         self.num_species = num_species
         self.activation = activation
 
-    def __call__(self, x, species, total_charge, node_mask) -> jnp.ndarray:
+    def __call__(self, x, species, total_charge, node_mask, global_sum: Optional[GlobalSum] = None) -> jnp.ndarray:
+        """``global_sum``: how N and Σ_j q̃_j are taken over the structure (default ``jnp.sum``), as in
+        ``ChargeSpinEmbedding``."""
         F = x.shape[-1]
         q = two_layer_filter(x, F, 1, self.activation, ("charge_dense_regression_vec", "charge_dense_final_vec"))[:, 0]
         bias = hk.get_parameter("charge_bias", [self.num_species, 1], x.dtype, init=jnp.zeros)
         q = jnp.where(node_mask, q + bias[species, 0], 0.0)
-        num_atoms = jnp.maximum(jnp.sum(node_mask), 1).astype(x.dtype)
-        correction = (total_charge - jnp.sum(q)) / num_atoms
+        if global_sum is None:
+            num_atoms = jnp.maximum(jnp.sum(node_mask), 1).astype(x.dtype)
+            correction = (total_charge - jnp.sum(q)) / num_atoms
+        else:
+            num_atoms = jnp.maximum(global_sum(f"{self.module_name}/num_atoms", node_mask.astype(x.dtype)), 1)
+            correction = (total_charge - global_sum(f"{self.module_name}/charge", q)) / num_atoms
         return jnp.where(node_mask, q + correction, 0.0)
 
 
