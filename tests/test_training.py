@@ -2,7 +2,6 @@
 exact resume, the users' model slot, and the fine-tuning freeze mask."""
 
 import os
-import textwrap
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +18,6 @@ from so3krates_hk.training.cg_model import build_cg_model, load_cg_model  # noqa
 from so3krates_hk.training.config import ConfigError, load_config, parse_config  # noqa: E402
 from so3krates_hk.training.data import load_cg_dataset, split_indices  # noqa: E402
 from so3krates_hk.training.finetune import freeze_labels, masked_optimizer, parse_finetune_config  # noqa: E402
-from so3krates_hk.training.model_slot import SO3kratesModel  # noqa: E402
 from so3krates_hk.training.priors import fit_priors  # noqa: E402
 
 TINY = dict(num_layers=1, num_features=16, num_heads=2, degrees=[1, 2], num_radial_basis_fn=8, bernstein_gamma=0.6,
@@ -188,89 +186,6 @@ def test_training_job_writes_its_outputs(tmp_path):
     model, params, meta = load_cg_model(str(tmp_path / "params.npz"), ds.positions[0])
     e = model.energy_fn_template(params)(jnp.asarray(ds.positions[0]), model.neighbor)
     assert np.isfinite(float(e)) and meta["dataset"] == "alanine_dipeptide"
-
-
-# ------------------------------------------------------------------------------------------------ the model slot
-
-SLOT_YAML = textwrap.dedent(
-    """
-    model:
-      cutoff: 6.0
-      dr_threshold: 0.5
-      so3lr:
-        num_layers: 1
-        hidden_features: 16
-        num_heads: 2
-        max_degree: 2
-        n_radial_basis: 8
-        use_lr: false
-        lr_cutoff: 12.0
-    """
-)
-
-
-def test_model_slot_interface_and_training_in_chemtrain(tmp_path, ala):
-    from chemtrain.trainers import ForceMatching
-
-    ds, _ = ala
-    config = yaml.safe_load(SLOT_YAML)
-    N_max = 12  # two padded beads
-    R0 = np.concatenate([ds.positions[0], np.full((2, 3), 50.0, np.float32)])
-    species = np.concatenate([ds.species, [0, 0]]).astype(np.int32)
-    mask = jnp.arange(N_max) < 10
-    model = SO3kratesModel(config, R0, None, species, N_max)
-    assert model.hyperparameters["degrees"] == (1, 2) and model.hyperparameters["num_features"] == 16
-    assert model.initial_neighbors.idx.shape[0] == N_max
-    assert model.nneigh_fn.allocate(jnp.asarray(R0)).format.name == "Dense"
-    assert callable(model.displacement)
-    params = model.initialize_params(jax.random.PRNGKey(0))
-    R = jnp.asarray(R0)
-    e = model.compute_energy(params, R, mask, jnp.asarray(species))
-    e2, f = model.compute_energy_and_forces(params, R, mask, jnp.asarray(species))
-    assert float(e) == pytest.approx(float(e2)) and f.shape == (N_max, 3)
-    np.testing.assert_allclose(f, -jax.grad(lambda r: model.compute_energy(params, r, mask, jnp.asarray(species)))(R))
-    assert float(jnp.abs(f[10:]).max()) == 0.0  # padded beads feel nothing
-    nbrs = model.nneigh_fn.allocate(R)
-    assert float(model.compute_energy(params, R, mask, jnp.asarray(species), neighbor=nbrs)) == pytest.approx(float(e))
-
-    # A few chemtrain force-matching steps with the slot's energy.
-    def template(p):
-        return lambda pos, neighbor, **kw: model.compute_energy(p, pos, mask, jnp.asarray(species), neighbor)
-
-    R_data = np.concatenate([ds.positions[:40], np.full((40, 2, 3), 50.0, np.float32)], axis=1)
-    F_data = np.concatenate([ds.forces[:40], np.zeros((40, 2, 3), np.float32)], axis=1)
-    trainer = ForceMatching(params, optax.adam(3e-3), template, model.initial_neighbors, gammas={"F": 1.0},
-                            batch_per_device=10, batch_cache=1, log_file=str(tmp_path / "log"),
-                            checkpoint_path=str(tmp_path / "ckpt"))  # fmt: skip
-    # (chemtrain 0.2.0 needs a validation split: its epoch log reads the validation losses)
-    trainer.set_dataset({"R": R_data[:30], "F": F_data[:30]}, stage="training")
-    trainer.set_dataset({"R": R_data[30:], "F": F_data[30:]}, stage="validation", include_all=True)
-    trainer.train(2)
-    assert len(trainer.train_losses) == 2 and np.isfinite(trainer.train_losses).all()
-    assert trainer.train_losses[1] < trainer.train_losses[0]
-
-
-def test_model_slot_long_range_and_bad_keys():
-    from so3krates_hk.data import reference_structure
-
-    s = reference_structure("dha")
-    config = yaml.safe_load(SLOT_YAML)
-    config["model"]["so3lr"]["use_lr"] = True
-    config["model"]["cutoff"] = 4.5
-    model = SO3kratesModel(config, s.positions, None, s.atomic_numbers, s.num_atoms)
-    params = model.initialize_params(jax.random.PRNGKey(0))
-    assert "partial_charges" in params and "zbl_repulsion" in params
-    e, f = model.compute_energy_and_forces(params, jnp.asarray(s.positions), None, jnp.asarray(s.atomic_numbers))
-    assert np.isfinite(float(e)) and bool(jnp.all(jnp.isfinite(f)))
-
-    bad = yaml.safe_load(SLOT_YAML)
-    bad["model"]["so3lr"]["max_degre"] = 2
-    with pytest.raises(ConfigError, match="max_degre"):
-        SO3kratesModel(bad, s.positions, None, s.atomic_numbers, s.num_atoms)
-    bad = yaml.safe_load(SLOT_YAML)
-    bad["model"]["so3lr"]["num_layers"] = "2"
-    with pytest.raises(ConfigError, match="model.so3lr.num_layers must be int"):
-        SO3kratesModel(bad, s.positions, None, s.atomic_numbers, s.num_atoms)
 
 
 # ------------------------------------------------------------------------------------------------ fine-tuning mask
