@@ -1,5 +1,6 @@
-"""chemtrain training: configs, priors, the energy template, one epoch of force matching on the bundled data,
-exact resume, the users' model slot, and the fine-tuning freeze mask."""
+"""chemtrain training: configs, data (splits, temperatures, boxes), priors, the energy template, force matching on the
+bundled data, exact resume, the job's outputs (MD with the trained model and with the priors alone, a blow-up), the
+fine-tuning freeze mask and a whole fine-tuning run."""
 
 import os
 
@@ -16,7 +17,8 @@ from so3krates_hk.errors import UserError  # noqa: E402
 from so3krates_hk.training import train as train_mod  # noqa: E402
 from so3krates_hk.training.cg_model import build_cg_model, load_cg_model  # noqa: E402
 from so3krates_hk.training.config import ConfigError, load_config, parse_config  # noqa: E402
-from so3krates_hk.training.data import load_cg_dataset, split_indices  # noqa: E402
+from so3krates_hk.training import analysis  # noqa: E402
+from so3krates_hk.training.data import DatasetError, load_cg_dataset, split_frames  # noqa: E402
 from so3krates_hk.training.finetune import freeze_labels, masked_optimizer, parse_finetune_config  # noqa: E402
 from so3krates_hk.training.priors import fit_priors  # noqa: E402
 
@@ -27,7 +29,8 @@ ROOT = os.path.dirname(os.path.dirname(__file__))
 
 def tiny_config(tmp_path, **overrides):
     raw = {
-        "data": {"dataset": "alanine_dipeptide", "max_frames": 160, "train_fraction": 0.75, "val_fraction": 0.125},
+        "data": {"dataset": "alanine_dipeptide", "max_frames": 160, "train_fraction": 0.75, "val_fraction": 0.125,
+                 "block_frames": 10, "gap_frames": 1},
         "model": {"r_cutoff": 6.0, "dr_threshold": 0.5, "hyperparameters": TINY},
         "priors": {"bond_cutoff": 1.7},
         "training": {"epochs": 2, "batch_size": 20, "learning_rate": 0.003, "final_learning_rate": 0.001},
@@ -136,8 +139,13 @@ def test_energy_template_is_differentiable_in_params_and_positions(ala):
 # ------------------------------------------------------------------------------------------------ force matching
 
 
+def _split(cfg, ds):
+    d = cfg.data
+    return split_frames(ds, d.train_fraction, d.val_fraction, d.seed, d.split, d.block_frames, d.gap_frames)
+
+
 def _run(cfg, model, ds, epochs, out, resume=False):
-    tr, va, _ = split_indices(ds.num_frames, cfg.data.train_fraction, cfg.data.val_fraction, cfg.data.seed)
+    tr, va, _ = _split(cfg, ds)
     fm = train_mod.ForceMatchingRun(cfg, model, ds.subset(tr), ds.subset(va), str(out))
     if resume:
         fm.resume(os.path.join(out, train_mod.CHECKPOINT))
@@ -146,17 +154,19 @@ def _run(cfg, model, ds, epochs, out, resume=False):
     return fm
 
 
+@pytest.mark.slow
 def test_force_matching_epoch_reduces_the_loss_and_resume_is_exact(tmp_path, ala):
     ds, model = ala
     cfg = tiny_config(tmp_path)
-    tr, va, _ = split_indices(ds.num_frames, 0.75, 0.125, 0)
+    tr, va, _ = _split(cfg, ds)
     params0 = model.init_params(jax.random.PRNGKey(cfg.training.seed))
     val0 = train_mod.force_rmse(model, _scaled(params0, ds.subset(tr)), ds.subset(va))
 
     full = _run(cfg, model, ds, 2, tmp_path / "full")
     assert len(full.history["val_force_rmse"]) == 2
     assert full.history["val_force_rmse"][0] < val0  # one epoch reduces the validation force error
-    assert full.history["train_force_rmse"][1] < full.history["train_force_rmse"][0]
+    train0 = train_mod.force_rmse(model, _scaled(params0, ds.subset(tr)), ds.subset(tr))
+    assert train_mod.force_rmse(model, full.trainer.params, ds.subset(tr)) < train0  # two epochs fit the training set
 
     # Interrupted after epoch 1, then resumed: identical to the uninterrupted run.
     _run(cfg, model, ds, 1, tmp_path / "split")
@@ -174,18 +184,126 @@ def _scaled(params, train):
     return params
 
 
-def test_training_job_writes_its_outputs(tmp_path):
-    cfg = tiny_config(tmp_path, training={"epochs": 1}, md={"steps": 400, "block": 200, "record_every": 20,
-                                                              "replicas": 1, "dt_fs": 2.0, "bead_mass": 14.0})  # fmt: skip
+@pytest.mark.slow
+def test_training_job_writes_its_outputs_with_the_priors_only_baseline(tmp_path):
+    md = {"steps": 400, "block": 200, "record_every": 20, "replicas": 2, "dt_fs": 2.0, "bead_mass": 14.0,
+          "start_frame": 7}  # fmt: skip
+    cfg = tiny_config(tmp_path, training={"epochs": 1}, md=md)
     metrics = train_mod.run(cfg, progress=False)
     for name in ("params.npz", "loss_curve.png", "md_comparison.png", "metrics.json", train_mod.CHECKPOINT):
         assert (tmp_path / name).exists(), name
-    assert metrics["md"]["finite"] and metrics["md"]["frames"] == 20
-    assert set(metrics["md"]["js_divergence"]) == {"ramachandran", "phi", "psi"}
+    import json
+
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    md, base = on_disk["md"], on_disk["md_priors_only"]
+    assert set(md) == set(base)  # the same fields
+    assert set(md["js_divergence"]) == set(base["js_divergence"]) == {"ramachandran", "phi", "psi"}
+    assert md["finite"] and md["stable"] and md["frames"] == base["frames"] == 2 * 20
+    for key in ("replicas", "steps_per_replica", "dt_fs", "temperature_K", "bead_mass_amu", "start_frame", "seeds"):
+        assert md[key] == base[key], key
+    assert md["start_frame"] == 7 and md["seeds"] == [1000, 1001]
+    # Both runs start from frame 7 of the file: the first recorded frames are 20 steps from it.
+    traj = np.load(tmp_path / "md_trajectory.npz")
+    start = load_cg_dataset("alanine_dipeptide").positions[7]
+    assert np.abs(traj["positions"][0] - start).max() < 1.0 and np.abs(traj["positions"][20] - start).max() < 1.0
+    assert md["js_divergence"] != base["js_divergence"]  # two different energies
+    assert metrics["frames"]["test"] > 0
     ds = load_cg_dataset("alanine_dipeptide", max_frames=160)
     model, params, meta = load_cg_model(str(tmp_path / "params.npz"), ds.positions[0])
     e = model.energy_fn_template(params)(jnp.asarray(ds.positions[0]), model.neighbor)
     assert np.isfinite(float(e)) and meta["dataset"] == "alanine_dipeptide"
+
+
+@pytest.mark.slow
+def test_md_blow_up_still_writes_metrics_and_a_plot(tmp_path):
+    """A 400 fs step tears the stiff heavy-atom bonds apart: the job reports it instead of raising."""
+    md = {"steps": 400, "block": 200, "record_every": 20, "replicas": 1, "dt_fs": 400.0, "bead_mass": 14.0}
+    cfg = tiny_config(tmp_path, training={"epochs": 1}, md=md)
+    metrics = train_mod.run(cfg, progress=False)
+    assert (tmp_path / "metrics.json").exists() and (tmp_path / "md_comparison.png").exists()
+    for key in ("md", "md_priors_only"):
+        assert metrics[key]["stable"] is False
+        assert metrics[key]["blown_up"] or not metrics[key]["finite"] or metrics[key]["max_bond_stretch"] > 1.5
+
+
+def test_plot_comparison_without_finite_frames(tmp_path):
+    analysis.plot_comparison({}, str(tmp_path / "a.png"), "unstable", {})
+    ds = load_cg_dataset("chignolin", max_frames=100)
+    res = analysis.compare(ds.name, ds.positions[:50], ds.positions, ds.extras)
+    analysis.plot_comparison({}, str(tmp_path / "b.png"), "trained unstable", res)
+    analysis.plot_comparison(res, str(tmp_path / "c.png"), "baseline unstable", {})
+    assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in "abc")
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def test_splits_keep_time_series_together():
+    ds = load_cg_dataset("chignolin")
+    tr, va, te = split_frames(ds, 0.8, 0.1, 0, "blocks", 50, 5)
+    assert not (set(tr) & set(te) or set(tr) & set(va) or set(va) & set(te))
+    assert len(te) > 100 and len(va) > 100
+    sets = np.full(ds.num_frames, -1)
+    sets[tr], sets[va], sets[te] = 0, 1, 2
+    rep, t = ds.extras["replica"], ds.extras["time_ps"]
+    for a in np.nonzero(sets == 2)[0]:  # no training frame within 5 ps of a test frame of the same trajectory
+        near = (rep == rep[a]) & (np.abs(t - t[a]) <= 5.0)
+        assert not np.any(sets[near] == 0)
+    tr, va, te = split_frames(ds, 0.5, 0.25, 0, "trajectory")
+    assert [len(set(ds.replica[s].tolist())) for s in (tr, va, te)] == [2, 1, 1]
+    assert not set(ds.replica[tr].tolist()) & set(ds.replica[te].tolist())
+    with pytest.raises(ConfigError, match="data.split"):
+        parse_config({"data": {"split": "random"}})
+
+
+def _write(tmp_path, **arrays):
+    ds = load_cg_dataset("chignolin", max_frames=40)
+    data = dict(positions=ds.positions, forces=ds.forces, species=ds.species, temperature=340.0)
+    data.update(arrays)
+    path = tmp_path / "user.npz"
+    np.savez(path, **data)
+    return str(path)
+
+
+def test_user_data_box_is_refused_and_temperatures_are_chosen(tmp_path):
+    with pytest.raises(DatasetError, match="has a 'box'"):
+        load_cg_dataset(_write(tmp_path, box=np.eye(3) * 30.0))
+    temps = np.repeat([320.0, 348.0], 20)
+    with pytest.raises(DatasetError, match=r"several temperatures \[320.0, 348.0\]"):
+        load_cg_dataset(_write(tmp_path, temperature=temps))
+    ds = load_cg_dataset(_write(tmp_path, temperature=temps, replica=np.repeat([0, 1], 20)), temperature=348.0)
+    assert ds.num_frames == 20 and ds.temperature == 348.0 and set(ds.replica.tolist()) == {1}
+    assert ds.extras["frame_index"].tolist() == list(range(20, 40))
+    with pytest.raises(DatasetError, match="no frames at 400 K"):
+        load_cg_dataset(_write(tmp_path, temperature=temps), temperature=400.0)
+    with pytest.raises(DatasetError, match="'replica' must have one entry per frame"):
+        load_cg_dataset(_write(tmp_path, replica=np.zeros(3)))
+
+
+def test_one_definition_of_q_shared_with_the_data_script():
+    import runpy
+
+    script = runpy.run_path(os.path.join(ROOT, "scripts", "generate_cg_data.py"))
+    ds = load_cg_dataset("chignolin", max_frames=200)
+    ref = ds.extras["reference_structure"]
+    assert script["fraction_native_contacts"] is not None
+    np.testing.assert_array_equal(script["fraction_native_contacts"](ds.positions, ref),
+                                  analysis.native_contacts(ds.positions, ref))  # fmt: skip
+    # The folded reference has Q ≈ 1 and an RMSD of 0; a stretched chain has Q ≈ 0.
+    assert analysis.native_contacts(ref[None], ref)[0] > 0.99
+    assert analysis.kabsch_rmsd(ref[None] @ np.linalg.qr(np.ones((3, 3)) + np.eye(3))[0], ref)[0] < 1e-5
+    line = np.zeros((1, 10, 3))
+    line[0, :, 0] = 3.8 * np.arange(10)
+    assert analysis.native_contacts(line, ref)[0] < 0.01
+    curves = analysis.folded_fraction_vs_time([ref[None].repeat(20, 0), line.repeat(20, 0)], ref, 1.0, windows=4)
+    assert curves[0]["folded_fraction"] == [1.0] * 4 and curves[1]["folded_fraction"] == [0.0] * 4
+    assert curves[0]["time_ps"] == [5.0, 10.0, 15.0, 20.0]
+
+
+def test_start_frame_must_exist(tmp_path):
+    cfg = tiny_config(tmp_path, md={"steps": 400, "block": 200, "record_every": 20, "start_frame": 5000})
+    with pytest.raises(ConfigError, match="md.start_frame 5000 is not a frame"):
+        train_mod.run(cfg, progress=False)
 
 
 # ------------------------------------------------------------------------------------------------ fine-tuning mask
@@ -212,3 +330,24 @@ def test_freeze_mask_freezes_exactly_what_it_names():
         for n, v in leaves.items():
             same = np.array_equal(np.asarray(v), np.asarray(new[m][n]))
             assert same == (labels[m][n] == "frozen"), (m, n)
+
+
+# ------------------------------------------------------------------------------------------------ fine-tuning run
+
+
+@pytest.mark.slow
+def test_finetune_run_end_to_end(tmp_path):
+    from so3krates_hk.training import finetune
+
+    cfg = finetune.parse_finetune_config({
+        "data": {"max_frames": 12, "train_fraction": 0.5, "val_fraction": 0.25},
+        "training": {"epochs": 2, "batch_size": 3, "learning_rate": 1e-4},
+        "output": {"directory": str(tmp_path)},
+    })  # fmt: skip
+    metrics = finetune.run(cfg, progress=False)
+    assert metrics["frames"] == {"train": 6, "validation": 3, "test": 3}
+    assert metrics["frozen_bit_identical"] and metrics["frozen_leaves"] > 0 and metrics["trainable_leaves_changed"] > 0
+    assert metrics["export_reload_matches"]
+    assert len(metrics["history"]["train_force_rmse"]) == 2
+    assert np.isfinite(metrics["after"]["force_rmse"]) and metrics["after"]["force_rmse"] != metrics["before"]["force_rmse"]
+    assert (tmp_path / "finetuned.npz").exists() and (tmp_path / "metrics.json").exists()

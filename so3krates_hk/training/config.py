@@ -3,12 +3,13 @@ it (with its section), before any computation starts.
 
 Sections of ``so3krates-hk train`` (see ``so3krates_hk/configs/cg_chignolin.yaml``):
 
-    data:      dataset, max_frames, train_fraction, val_fraction, seed
+    data:      dataset, temperature, max_frames, split, block_frames, gap_frames, train_fraction, val_fraction, seed
     model:     r_cutoff, dr_threshold, hyperparameters (any SO3kratesConfig field)
     priors:    bonds, angles, repulsion, bond_cutoff, repulsion_exponent
     training:  epochs, batch_size, learning_rate, final_learning_rate, gradient_clip, force_weight, seed,
                checkpoint_every, scale_energy_by_force_rms
-    md:        replicas, steps, dt_fs, friction_per_ps, temperature, record_every, block, bead_mass
+    md:        replicas, steps, dt_fs, friction_per_ps, temperature, record_every, block, bead_mass, start_frame,
+               priors_only
     output:    directory
 """
 
@@ -29,7 +30,11 @@ class ConfigError(UserError):
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     dataset: str = "chignolin"  # a bundled CG dataset (chignolin, alanine_dipeptide) or a path to an .npz
+    temperature: Optional[float] = None  # K: keep the frames at this temperature (files with several)
     max_frames: Optional[int] = None  # subsample (evenly) to at most this many frames
+    split: str = "blocks"  # "blocks": contiguous time blocks of each trajectory; "trajectory": whole trajectories
+    block_frames: int = 50  # frames per block (of the loaded, subsampled data) with split: blocks
+    gap_frames: int = 5  # frames dropped where a block follows a block of another set (split: blocks)
     train_fraction: float = 0.8
     val_fraction: float = 0.1
     seed: int = 0
@@ -74,6 +79,8 @@ class MDConfig:
     record_every: int = 100
     block: int = 1000
     bead_mass: Optional[float] = None  # amu; default: the dataset's masses, else 100
+    start_frame: int = 0  # every replica starts here: the index of a frame in the dataset file
+    priors_only: bool = True  # also run the same MD with the fitted priors alone (the baseline)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +160,11 @@ def _validate_values(cfg: TrainConfig) -> None:
         (0 < d.train_fraction < 1, "data.train_fraction must be in (0, 1)"),
         (0 <= d.val_fraction < 1 - d.train_fraction + 1e-12, "data.val_fraction must be in [0, 1 − train_fraction)"),
         (d.max_frames is None or d.max_frames > 10, "data.max_frames must be > 10"),
+        (d.split in ("blocks", "trajectory"), f"data.split must be 'blocks' or 'trajectory'; got {d.split!r}"),
+        (d.block_frames >= 1 and 0 <= d.gap_frames < d.block_frames, "data.block_frames must be ≥ 1 and "
+         "0 ≤ data.gap_frames < data.block_frames"),
+        (d.temperature is None or d.temperature > 0, "data.temperature must be > 0"),
+        (m.start_frame >= 0, "md.start_frame must be ≥ 0"),
         (cfg.model.r_cutoff > 0 and cfg.model.dr_threshold >= 0, "model.r_cutoff must be > 0, dr_threshold ≥ 0"),
         (t.epochs >= 1 and t.batch_size >= 1, "training.epochs and training.batch_size must be ≥ 1"),
         (t.learning_rate > 0 and t.final_learning_rate > 0, "training learning rates must be > 0"),
