@@ -75,6 +75,10 @@ def test_unknown_config_name_lists_the_bundled_ones():
         ({"data": {"train_fraction": 1.5}}, r"data.train_fraction"),
         ({"md": {"steps": 1500, "block": 1000}}, r"md.steps must be a multiple of md.block"),
         ({"data": []}, r"Section 'data' must be a mapping"),
+        ({"training": {"epochs": 0}}, r"training.epochs must be ≥ 1; got 0"),
+        ({"md": {"dt_fs": -1.0}}, r"md.dt_fs must be > 0; got -1.0"),
+        ({"data": {"split": "random"}}, r"data.split must be one of \['blocks', 'trajectory'\]; got 'random'"),
+        ({"data": {"gap_frames": 50, "block_frames": 50}}, r"data.gap_frames must be < data.block_frames"),
     ],
 )
 def test_bad_configs_get_errors_naming_the_key(raw, message):
@@ -89,6 +93,11 @@ def test_bad_yaml_file(tmp_path):
         load_config(str(path))
     with pytest.raises(ConfigError, match="Unknown section"):
         parse_finetune_config({"optimizer": {}})
+    # The fine-tuning config is read by the same machinery: strict keys and ranges.
+    with pytest.raises(ConfigError, match=r"training.learning_rate must be > 0; got 0.0"):
+        parse_finetune_config({"training": {"learning_rate": 0.0}})
+    with pytest.raises(ConfigError, match=r"Unknown key\(s\) \['epoch'\] in section 'training'"):
+        parse_finetune_config({"training": {"epoch": 3}})
 
 
 # ------------------------------------------------------------------------------------------------ priors and model

@@ -11,7 +11,8 @@
 ``cutoff``, ``dr_threshold`` and ``so3lr``: the section belongs to their framework, so other backbones' sections
 (``mace:``, ``allegro:``) and their own keys are left alone. ``ml_model``, when present, must be ``"so3lr"``. Inside
 ``model.so3lr`` the keys are checked strictly: an unknown or mistyped key, a wrong type or a value out of range is a
-:class:`~so3krates_hk.training.config.ConfigError` that names it.
+:class:`~so3krates_hk.training.config.ConfigError` that names it (the section is
+:class:`~so3krates_hk.training.config.SO3LRSlotConfig`, read by the same machinery as the training configs).
 
 | their key                       | ours                                   | note                                        |
 |---------------------------------|----------------------------------------|---------------------------------------------|
@@ -54,11 +55,8 @@ import numpy as np
 
 from so3krates_hk._compat import jax_md, partition
 from so3krates_hk.factory import SO3LR_AVG_NUM_NEIGHBORS, so3krates_neighborlist_pp, so3lr_neighborlist_pp
-from so3krates_hk.training.config import ConfigError
+from so3krates_hk.training.config import ConfigError, SO3LRSlotConfig, build_section
 
-SO3LR_KEYS = {"num_layers", "hidden_features", "num_heads", "max_degree", "n_radial_basis", "use_lr", "lr_cutoff",
-              "bernstein_gamma", "avg_num_neighbors", "n_species", "hyperparameters"}  # fmt: skip
-REQUIRED = ("num_layers", "hidden_features", "num_heads", "max_degree", "n_radial_basis")
 MAX_Z = 99  # SO3LR's element tables
 
 
@@ -82,23 +80,17 @@ class SO3kratesModel:
         backbone = model_cfg.get("ml_model", "so3lr")
         if backbone != "so3lr":
             raise ConfigError(f"model.ml_model is {backbone!r}; SO3LRModel is the backbone for ml_model: \"so3lr\".")
-        so3 = _get(model_cfg, "so3lr", "model", Mapping)
-        unknown = sorted(set(so3) - SO3LR_KEYS)
-        if unknown:
-            raise ConfigError(f"Unknown key(s) {unknown} in model.so3lr; valid: {sorted(SO3LR_KEYS)}.")
+        so3 = build_section(SO3LRSlotConfig, _get(model_cfg, "so3lr", "model", Mapping), "model.so3lr")
+        self.so3lr = so3
         self.cutoff = float(_get(model_cfg, "cutoff", "model", (int, float)))
         self.dr_threshold = float(_get(model_cfg, "dr_threshold", "model", (int, float), 0.0))
-        for key in REQUIRED:
-            if _get(so3, key, "model.so3lr", int) < 1:
-                raise ConfigError(f"model.so3lr.{key} must be ≥ 1; got {so3[key]}.")
-        if so3["hidden_features"] % so3["num_heads"]:
-            raise ConfigError(f"model.so3lr.num_heads ({so3['num_heads']}) must divide model.so3lr.hidden_features "
-                              f"({so3['hidden_features']}).")  # fmt: skip
         if not self.cutoff > 0 or not self.dr_threshold >= 0:
             raise ConfigError(f"model.cutoff must be > 0 and model.dr_threshold ≥ 0; got {self.cutoff}, "
                               f"{self.dr_threshold}.")  # fmt: skip
-        self.use_lr = bool(_get(so3, "use_lr", "model.so3lr", bool, False))
-        self.lr_cutoff = float(_get(so3, "lr_cutoff", "model.so3lr", (int, float), 12.0))
+        if so3.hidden_features % so3.num_heads:
+            raise ConfigError(f"model.so3lr.num_heads ({so3.num_heads}) must divide model.so3lr.hidden_features "
+                              f"({so3.hidden_features}).")  # fmt: skip
+        self.use_lr, self.lr_cutoff = so3.use_lr, so3.lr_cutoff
         if self.use_lr:
             if not self.lr_cutoff > self.cutoff:
                 raise ConfigError(f"model.so3lr.lr_cutoff ({self.lr_cutoff:g}) must exceed model.cutoff "
@@ -108,17 +100,17 @@ class SO3kratesModel:
                 raise ConfigError(f"use_lr: true is SO3LR's atomistic long-range physics: species must be atomic "
                                   f"numbers 1…{MAX_Z} (0 for padding); got values {z.min()}…{z.max()}. A CG model "
                                   f"with bead types needs use_lr: false.")  # fmt: skip
-        hyper = dict(_get(so3, "hyperparameters", "model.so3lr", Mapping, {}))
+        hyper = dict(so3.hyperparameters)
         hyper.update(
-            num_layers=so3["num_layers"],
-            num_features=so3["hidden_features"],
-            num_heads=so3["num_heads"],
-            degrees=tuple(range(1, so3["max_degree"] + 1)),
-            num_radial_basis_fn=so3["n_radial_basis"],
+            num_layers=so3.num_layers,
+            num_features=so3.hidden_features,
+            num_heads=so3.num_heads,
+            degrees=tuple(range(1, so3.max_degree + 1)),
+            num_radial_basis_fn=so3.n_radial_basis,
         )
-        if "bernstein_gamma" in so3:
-            hyper["bernstein_gamma"] = float(_get(so3, "bernstein_gamma", "model.so3lr", (int, float)))
-        clash = sorted(set(so3.get("hyperparameters", {})) & {"num_layers", "num_features", "num_heads", "degrees",
+        if so3.bernstein_gamma is not None:
+            hyper["bernstein_gamma"] = so3.bernstein_gamma
+        clash = sorted(set(so3.hyperparameters) & {"num_layers", "num_features", "num_heads", "degrees",
                                                               "num_radial_basis_fn", "bernstein_gamma"})  # fmt: skip
         if clash:
             raise ConfigError(f"model.so3lr.hyperparameters repeats {clash}; set them through the model.so3lr keys.")
@@ -152,7 +144,7 @@ class SO3kratesModel:
         self._initial_neighbors = self._nneigh_fn.allocate(R0)
 
         if self.use_lr:
-            avg = float(so3.get("avg_num_neighbors", SO3LR_AVG_NUM_NEIGHBORS))
+            avg = so3.avg_num_neighbors if so3.avg_num_neighbors is not None else SO3LR_AVG_NUM_NEIGHBORS
             self._lr_fn = partition.neighbor_list(self._displacement, list_box, self.lr_cutoff, **lists)
             self._initial_lr = self._lr_fn.allocate(R0)
             self._init, self._apply = so3lr_neighborlist_pp(
@@ -160,11 +152,11 @@ class SO3kratesModel:
                 avg_num_neighbors=avg, **hyper,
             )  # fmt: skip
         else:
-            n_species = int(so3.get("n_species", int(np.max(np.asarray(species))) + 1))
+            n_species = so3.n_species if so3.n_species is not None else int(np.max(np.asarray(species))) + 1
             self.n_species = n_species
             kwargs = dict(n_species=n_species, **hyper)
-            if "avg_num_neighbors" in so3:
-                kwargs["avg_num_neighbors"] = float(so3["avg_num_neighbors"])
+            if so3.avg_num_neighbors is not None:
+                kwargs["avg_num_neighbors"] = so3.avg_num_neighbors
             else:
                 kwargs.update(positions_test=R0, neighbor_test=self._initial_neighbors)
             self._init, self._apply = so3krates_neighborlist_pp(self._displacement, self.cutoff, **kwargs)
