@@ -122,6 +122,34 @@ def test_priors_recover_a_harmonic_bond_and_give_finite_forces():
     assert bool(jnp.all(jnp.isfinite(f)))
 
 
+def test_priors_keep_an_angle_from_closing():
+    """The 1–3 pair of an angle has its own repulsive wall, and the angle term pulls back even at θ ≈ 0."""
+    rng = np.random.default_rng(1)
+    kT, T = 0.6, 2000
+    theta = np.radians(100.0) + rng.normal(scale=0.1, size=T)
+    b1, b2 = 3.8 + rng.normal(scale=0.05, size=(2, T))
+    R = np.zeros((T, 3, 3))
+    R[:, 1, 0] = b1
+    R[:, 2, 0] = b1 - b2 * np.cos(theta)
+    R[:, 2, 1] = b2 * np.sin(theta)
+    p = fit_priors(R, kT, bond_cutoff=4.3)
+    assert p.repulsion_pairs.tolist() == [[0, 2]]
+    d13 = np.linalg.norm(R[:, 2] - R[:, 0], axis=-1)
+    assert p.repulsion_sigma[0] == pytest.approx(np.percentile(d13, 1.0))
+    assert fit_priors(R, kT, bond_cutoff=4.3, repulsion_min_bonds=3).repulsion_pairs.shape == (0, 2)
+    from so3krates_hk._compat import jax_md
+
+    disp, _ = jax_md.space.free()
+    closed = jnp.asarray([[0.0, 0.0, 0.0], [3.8, 0.0, 0.0], [0.05, 0.01, 0.0]])  # θ ≈ 0: beads 0 and 2 overlap
+    f = -jax.grad(p.energy_fn(disp))(closed)
+    assert bool(jnp.all(jnp.isfinite(f)))
+    assert float(jnp.dot(f[2] - f[0], closed[2] - closed[0])) > 0  # pushes the 1–3 pair apart
+    no_wall = fit_priors(R, kT, bond_cutoff=4.3, repulsion_min_bonds=3)
+    shut = jnp.asarray([[0.0, 0.0, 0.0], [3.8, 0.0, 0.0], [0.0, 3.8e-5, 0.0]])  # θ = 1e-5 rad
+    f_angle = -jax.grad(no_wall.energy_fn(disp))(shut)
+    assert float(f_angle[2, 1]) > 1.0  # the angle term alone still opens it (arccos of a clipped cosine would not)
+
+
 @pytest.fixture(scope="module")
 def ala():
     ds = load_cg_dataset("alanine_dipeptide", max_frames=160)

@@ -10,7 +10,7 @@ Sections of ``so3krates-hk train`` (see ``so3krates_hk/configs/cg_chignolin.yaml
 
     data:      dataset, temperature, max_frames, split, block_frames, gap_frames, train_fraction, val_fraction, seed
     model:     r_cutoff, dr_threshold, hyperparameters (any SO3kratesConfig field)
-    priors:    bonds, angles, repulsion, bond_cutoff, repulsion_exponent
+    priors:    bonds, angles, repulsion, bond_cutoff, repulsion_exponent, repulsion_min_bonds
     training:  epochs, batch_size, learning_rate, final_learning_rate, gradient_clip, force_weight, seed,
                checkpoint_every, scale_energy_by_force_rms
     md:        replicas, steps, dt_fs, friction_per_ps, temperature, record_every, block, bead_mass, start_frame,
@@ -79,6 +79,7 @@ class PriorConfig:
     repulsion: bool = True
     bond_cutoff: float = option(4.3, gt=0)  # Å: mean distance below which two beads count as bonded
     repulsion_exponent: int = option(12, ge=1)
+    repulsion_min_bonds: int = option(2, ge=2)  # pairs at least this many bonds apart feel the repulsion
 
 
 @dataclasses.dataclass(frozen=True)

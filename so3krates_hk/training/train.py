@@ -283,7 +283,7 @@ def run(cfg: TrainConfig, resume: bool = False, progress: bool = True, output: O
     priors = None
     if pr.bonds or pr.angles or pr.repulsion:
         priors = dict(bonds=pr.bonds, angles=pr.angles, repulsion=pr.repulsion, bond_cutoff=pr.bond_cutoff,
-                      repulsion_exponent=pr.repulsion_exponent)  # fmt: skip
+                      repulsion_exponent=pr.repulsion_exponent, repulsion_min_bonds=pr.repulsion_min_bonds)  # fmt: skip
     model = build_cg_model(train.positions, ds.species, ds.kT, cfg.model.r_cutoff, cfg.model.dr_threshold,
                            cfg.model.hyperparameters, priors)  # fmt: skip
     print(f"{ds.name}: {ds.num_frames} frames of {len(ds.species)} beads at {ds.temperature:g} K "
