@@ -110,13 +110,15 @@ def test_their_yaml_with_use_lr_true():
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda c: c["model"]["so3lr"].update(max_degre=2), r"Unknown key\(s\) \['max_degre'\] in section 'model.so3lr'"),
+        (lambda c: c["model"]["so3lr"].update(max_degre=2),
+         r"Unknown key\(s\) \['max_degre'\] in section 'model.so3lr'"),
         (lambda c: c["model"]["so3lr"].update(num_layers="2"), r"model.so3lr.num_layers must be an integer"),
         (lambda c: c["model"]["so3lr"].update(num_layers=2.0), r"model.so3lr.num_layers must be an integer"),
         (lambda c: c["model"]["so3lr"].update(use_lr="no"), r"model.so3lr.use_lr must be true or false"),
         (lambda c: c["model"]["so3lr"].update(num_heads=3), r"num_heads \(3\) must divide"),
         (lambda c: c["model"]["so3lr"].update(max_degree=0), r"model.so3lr.max_degree must be ≥ 1; got 0"),
-        (lambda c: c["model"]["so3lr"].pop("hidden_features"), r"Missing key\(s\) \['hidden_features'\] in section 'model.so3lr'"),
+        (lambda c: c["model"]["so3lr"].pop("hidden_features"),
+         r"Missing key\(s\) \['hidden_features'\] in section 'model.so3lr'"),
         (lambda c: c["model"]["so3lr"].update(hyperparameters={"num_layer": 2}), r"model.so3lr.hyperparameters"),
         (lambda c: c["model"]["so3lr"].update(hyperparameters={"num_layers": 2}), r"repeats \['num_layers'\]"),
         (lambda c: c["model"].update(cutoff="4.5 A"), r"model.cutoff must be a number"),

@@ -9,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import yaml
 
 pytest.importorskip("chemtrain", reason="the training tests need the chemtrain extra (pip install '.[chemtrain]')")
 
@@ -386,5 +385,6 @@ def test_finetune_run_end_to_end(tmp_path):
     assert metrics["frozen_bit_identical"] and metrics["frozen_leaves"] > 0 and metrics["trainable_leaves_changed"] > 0
     assert metrics["export_reload_matches"]
     assert len(metrics["history"]["train_force_rmse"]) == 2
-    assert np.isfinite(metrics["after"]["force_rmse"]) and metrics["after"]["force_rmse"] != metrics["before"]["force_rmse"]
+    after, before = metrics["after"]["force_rmse"], metrics["before"]["force_rmse"]
+    assert np.isfinite(after) and after != before
     assert (tmp_path / "finetuned.npz").exists() and (tmp_path / "metrics.json").exists()

@@ -124,8 +124,8 @@ def folded_fraction_vs_time(replicas: list, reference: np.ndarray, frame_ps: flo
             continue
         folded = native_contacts(frames, reference) >= FOLDED_Q
         edges = np.unique(np.linspace(0, len(frames), min(windows, len(frames)) + 1).round().astype(int))
-        out.append(dict(time_ps=[float(e * frame_ps) for e in edges[1:]],
-                        folded_fraction=[float(folded[s:e].mean()) for s, e in zip(edges[:-1], edges[1:])]))  # fmt: skip
+        fractions = [float(folded[s:e].mean()) for s, e in zip(edges[:-1], edges[1:])]
+        out.append(dict(time_ps=[float(e * frame_ps) for e in edges[1:]], folded_fraction=fractions))
     return out
 
 

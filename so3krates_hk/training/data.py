@@ -171,6 +171,7 @@ def split_frames(ds: CGDataset, train_fraction: float, val_fraction: float, seed
     label[order[n - n_test :]] = 2
     sets = ([], [], [])
     for k, frames in enumerate(units):
-        prev_other = how == "blocks" and k > 0 and replica[units[k - 1][0]] == replica[frames[0]] and label[k - 1] != label[k]
+        same_trajectory = k > 0 and replica[units[k - 1][0]] == replica[frames[0]]
+        prev_other = how == "blocks" and same_trajectory and label[k - 1] != label[k]
         sets[label[k]].append(frames[gap_frames:] if prev_other else frames)
     return tuple(np.sort(np.concatenate(s)) if s else np.zeros(0, np.int64) for s in sets)

@@ -14,17 +14,17 @@
 :class:`~so3krates_hk.training.config.ConfigError` that names it (the section is
 :class:`~so3krates_hk.training.config.SO3LRSlotConfig`, read by the same machinery as the training configs).
 
-| their key                       | ours                                   | note                                        |
-|---------------------------------|----------------------------------------|---------------------------------------------|
-| ``model.cutoff``                | ``r_cutoff``                           | short-range cutoff, units of R, > 0         |
-| ``model.dr_threshold``          | neighbour-list skin (``dr_threshold``) | ≥ 0 (default 0)                             |
-| ``model.so3lr.num_layers``      | ``num_layers``                         | ≥ 1                                         |
-| ``model.so3lr.hidden_features`` | ``num_features``                       | ≥ 1                                         |
-| ``model.so3lr.num_heads``       | ``num_heads``                          | must divide hidden_features                 |
-| ``model.so3lr.max_degree``      | ``degrees = (1, …, max_degree)``       | ``max_degree: 4`` means degrees 1, 2, 3, 4  |
-| ``model.so3lr.n_radial_basis``  | ``num_radial_basis_fn``                | Bernstein basis functions, ≥ 1              |
-| ``model.so3lr.use_lr``          | SO3LR long-range physics on / off      | see below                                   |
-| ``model.so3lr.lr_cutoff``       | ``lr_cutoff``                          | read only with ``use_lr: true``; > cutoff   |
+| their key                       | ours                                 | note                                       |
+|---------------------------------|--------------------------------------|--------------------------------------------|
+| ``model.cutoff``                | ``r_cutoff``                         | short-range cutoff, units of R, > 0        |
+| ``model.dr_threshold``          | neighbour-list skin                  | ≥ 0 (default 0)                            |
+| ``model.so3lr.num_layers``      | ``num_layers``                       | ≥ 1                                        |
+| ``model.so3lr.hidden_features`` | ``num_features``                     | ≥ 1                                        |
+| ``model.so3lr.num_heads``       | ``num_heads``                        | must divide hidden_features                |
+| ``model.so3lr.max_degree``      | ``degrees = (1, …, max_degree)``     | ``max_degree: 4`` means degrees 1, 2, 3, 4 |
+| ``model.so3lr.n_radial_basis``  | ``num_radial_basis_fn``              | Bernstein basis functions, ≥ 1             |
+| ``model.so3lr.use_lr``          | SO3LR long-range physics on / off    | see below                                  |
+| ``model.so3lr.lr_cutoff``       | ``lr_cutoff``                        | read only with ``use_lr: true``; > cutoff  |
 
 Optional extra keys under ``model.so3lr``: ``bernstein_gamma``, ``avg_num_neighbors``, ``n_species`` and any other
 ``SO3kratesConfig`` field under ``model.so3lr.hyperparameters``.
@@ -47,7 +47,7 @@ exactly zero.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp

@@ -125,7 +125,8 @@ def fit_priors(
 
     hops = _graph_distance(bonded)
     if repulsion_min_bonds < 2:
-        raise ValueError(f"repulsion_min_bonds must be ≥ 2 (bonded pairs have the bond term); got {repulsion_min_bonds}.")
+        raise ValueError(f"repulsion_min_bonds must be ≥ 2 (bonded pairs have the bond term); "
+                         f"got {repulsion_min_bonds}.")
     pairs = np.array([(i, j) for i in range(N) for j in range(i + 1, N) if hops[i, j] >= repulsion_min_bonds],
                      dtype=np.int64).reshape(-1, 2)  # fmt: skip
     sigma = np.ones(len(pairs))

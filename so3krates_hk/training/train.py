@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import math
@@ -198,8 +197,9 @@ def run_md(cfg: TrainConfig, model: CGModel, params, start: np.ndarray, ds: CGDa
         mass = jnp.asarray(ds.extras["masses"], jnp.float32)[:, None]
     else:
         mass = 100.0
-    settings = MDSettings(ensemble="nvt_langevin", dt=m.dt_fs / unit_fs, kT=kT, gamma=m.friction_per_ps * unit_fs / 1000,
-                          block=m.block, record_every=m.record_every, seed=cfg.training.seed)  # fmt: skip
+    settings = MDSettings(ensemble="nvt_langevin", dt=m.dt_fs / unit_fs, kT=kT,
+                          gamma=m.friction_per_ps * unit_fs / 1000, block=m.block, record_every=m.record_every,
+                          seed=cfg.training.seed)  # fmt: skip
     if priors_only:
         if model.priors is None:
             raise ConfigError("md.priors_only needs priors (switch on priors.bonds, angles or repulsion).")
@@ -343,8 +343,9 @@ def run(cfg: TrainConfig, resume: bool = False, progress: bool = True, output: O
         for key, name in (("md", "SO3krates + priors"), ("md_priors_only", "priors alone")):
             if key in metrics:
                 mm = metrics[key]
-                print(f"MD, {name}:", "stable" if mm["stable"] else "UNSTABLE", f"(max bond stretch "
-                      f"{mm['max_bond_stretch']}),", ", ".join(f"JS[{k}] = {v:.3f}" for k, v in mm["js_divergence"].items()))  # fmt: skip
+                js = ", ".join(f"JS[{k}] = {v:.3f}" for k, v in mm["js_divergence"].items())
+                print(f"MD, {name}:", "stable" if mm["stable"] else "UNSTABLE",
+                      f"(max bond stretch {mm['max_bond_stretch']}),", js)  # fmt: skip
     metrics["wall_seconds"] = time.perf_counter() - t_start
     with atomic_path(os.path.join(out, "metrics.json"), suffix=".json") as tmp:
         with open(tmp, "w") as f:
