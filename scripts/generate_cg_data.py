@@ -107,30 +107,26 @@ def _seed(base: int, *k: int) -> int:
     return int(s % (2**31 - 2)) + 1
 
 
-def kabsch_rmsd(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """RMSD after optimal superposition of each frame of ``x`` (T, n, 3) onto ``ref`` (n, 3)."""
-    x = x - x.mean(1, keepdims=True)
-    r = ref - ref.mean(0)
-    h = np.einsum("tni,nj->tij", x, r)
-    u_, s, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(np.einsum("tij,tjk->tik", u_, vt)))
-    s[:, -1] *= d
-    msd = (np.sum(x**2, (1, 2)) + np.sum(r**2) - 2 * s.sum(1)) / x.shape[1]
-    return np.sqrt(np.maximum(msd, 0.0))
+def _shared_observables():
+    """Q and the RMSD from ``so3krates_hk/training/analysis.py``, the one definition the training job's analysis
+    uses too. Loaded from its file (it needs only NumPy), so this script runs in an OpenMM environment without JAX."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "so3krates_hk" / "training" / "analysis.py"
+    spec = importlib.util.spec_from_file_location("_cg_analysis", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def native_contacts(ref: np.ndarray, cutoff: float = 7.5, min_sep: int = 3):
-    d = np.linalg.norm(ref[:, None] - ref[None], axis=-1)
-    i, j = np.triu_indices(len(ref), k=min_sep)
-    keep = d[i, j] < cutoff
-    return i[keep], j[keep], d[i, j][keep]
+_OBS = _shared_observables()
+kabsch_rmsd = _OBS.kabsch_rmsd  # (T, n, 3), (n, 3) -> (T,) Å
+fraction_native_contacts = _OBS.native_contacts  # (T, n, 3), (n, 3) -> (T,) Q
 
 
-def fraction_native_contacts(x: np.ndarray, ref: np.ndarray, beta: float = 5.0, lam: float = 1.5) -> np.ndarray:
-    """Best-Hummer-Eaton smooth Q over Cα contacts (|i-j| >= 3, < 7.5 Å in ``ref``); β in 1/Å, λ = 1.5."""
-    i, j, r0 = native_contacts(ref)
-    r = np.linalg.norm(x[:, i] - x[:, j], axis=-1)
-    return np.mean(1.0 / (1.0 + np.exp(np.minimum(beta * (r - lam * r0), 50.0))), axis=1)
+def native_contacts(ref: np.ndarray):
+    """The native Cα pairs (i, j, r0) of the reference (see ``so3krates_hk.training.analysis``)."""
+    return _OBS.native_pairs(ref)
 
 
 def dihedral(x: np.ndarray, idx) -> np.ndarray:

@@ -1,15 +1,14 @@
-"""chemtrain training: configs, priors, the energy template, one epoch of force matching on the bundled data,
-exact resume, the users' model slot, and the fine-tuning freeze mask."""
+"""chemtrain training: configs, data (splits, temperatures, boxes), priors, the energy template, force matching on the
+bundled data, exact resume, the job's outputs (MD with the trained model and with the priors alone, a blow-up), the
+fine-tuning freeze mask and a whole fine-tuning run."""
 
 import os
-import textwrap
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-import yaml
 
 pytest.importorskip("chemtrain", reason="the training tests need the chemtrain extra (pip install '.[chemtrain]')")
 
@@ -17,9 +16,9 @@ from so3krates_hk.errors import UserError  # noqa: E402
 from so3krates_hk.training import train as train_mod  # noqa: E402
 from so3krates_hk.training.cg_model import build_cg_model, load_cg_model  # noqa: E402
 from so3krates_hk.training.config import ConfigError, load_config, parse_config  # noqa: E402
-from so3krates_hk.training.data import load_cg_dataset, split_indices  # noqa: E402
+from so3krates_hk.training import analysis  # noqa: E402
+from so3krates_hk.training.data import DatasetError, load_cg_dataset, split_frames  # noqa: E402
 from so3krates_hk.training.finetune import freeze_labels, masked_optimizer, parse_finetune_config  # noqa: E402
-from so3krates_hk.training.model_slot import SO3kratesModel  # noqa: E402
 from so3krates_hk.training.priors import fit_priors  # noqa: E402
 
 TINY = dict(num_layers=1, num_features=16, num_heads=2, degrees=[1, 2], num_radial_basis_fn=8, bernstein_gamma=0.6,
@@ -29,7 +28,8 @@ ROOT = os.path.dirname(os.path.dirname(__file__))
 
 def tiny_config(tmp_path, **overrides):
     raw = {
-        "data": {"dataset": "alanine_dipeptide", "max_frames": 160, "train_fraction": 0.75, "val_fraction": 0.125},
+        "data": {"dataset": "alanine_dipeptide", "max_frames": 160, "train_fraction": 0.75, "val_fraction": 0.125,
+                 "block_frames": 10, "gap_frames": 1},
         "model": {"r_cutoff": 6.0, "dr_threshold": 0.5, "hyperparameters": TINY},
         "priors": {"bond_cutoff": 1.7},
         "training": {"epochs": 2, "batch_size": 20, "learning_rate": 0.003, "final_learning_rate": 0.001},
@@ -74,6 +74,10 @@ def test_unknown_config_name_lists_the_bundled_ones():
         ({"data": {"train_fraction": 1.5}}, r"data.train_fraction"),
         ({"md": {"steps": 1500, "block": 1000}}, r"md.steps must be a multiple of md.block"),
         ({"data": []}, r"Section 'data' must be a mapping"),
+        ({"training": {"epochs": 0}}, r"training.epochs must be ≥ 1; got 0"),
+        ({"md": {"dt_fs": -1.0}}, r"md.dt_fs must be > 0; got -1.0"),
+        ({"data": {"split": "random"}}, r"data.split must be one of \['blocks', 'trajectory'\]; got 'random'"),
+        ({"data": {"gap_frames": 50, "block_frames": 50}}, r"data.gap_frames must be < data.block_frames"),
     ],
 )
 def test_bad_configs_get_errors_naming_the_key(raw, message):
@@ -88,6 +92,11 @@ def test_bad_yaml_file(tmp_path):
         load_config(str(path))
     with pytest.raises(ConfigError, match="Unknown section"):
         parse_finetune_config({"optimizer": {}})
+    # The fine-tuning config is read by the same machinery: strict keys and ranges.
+    with pytest.raises(ConfigError, match=r"training.learning_rate must be > 0; got 0.0"):
+        parse_finetune_config({"training": {"learning_rate": 0.0}})
+    with pytest.raises(ConfigError, match=r"Unknown key\(s\) \['epoch'\] in section 'training'"):
+        parse_finetune_config({"training": {"epoch": 3}})
 
 
 # ------------------------------------------------------------------------------------------------ priors and model
@@ -110,6 +119,34 @@ def test_priors_recover_a_harmonic_bond_and_give_finite_forces():
     disp, _ = jax_md.space.free()
     f = jax.grad(p.energy_fn(disp))(jnp.asarray(R[0]))
     assert bool(jnp.all(jnp.isfinite(f)))
+
+
+def test_priors_keep_an_angle_from_closing():
+    """The 1–3 pair of an angle has its own repulsive wall, and the angle term pulls back even at θ ≈ 0."""
+    rng = np.random.default_rng(1)
+    kT, T = 0.6, 2000
+    theta = np.radians(100.0) + rng.normal(scale=0.1, size=T)
+    b1, b2 = 3.8 + rng.normal(scale=0.05, size=(2, T))
+    R = np.zeros((T, 3, 3))
+    R[:, 1, 0] = b1
+    R[:, 2, 0] = b1 - b2 * np.cos(theta)
+    R[:, 2, 1] = b2 * np.sin(theta)
+    p = fit_priors(R, kT, bond_cutoff=4.3)
+    assert p.repulsion_pairs.tolist() == [[0, 2]]
+    d13 = np.linalg.norm(R[:, 2] - R[:, 0], axis=-1)
+    assert p.repulsion_sigma[0] == pytest.approx(np.percentile(d13, 1.0))
+    assert fit_priors(R, kT, bond_cutoff=4.3, repulsion_min_bonds=3).repulsion_pairs.shape == (0, 2)
+    from so3krates_hk._compat import jax_md
+
+    disp, _ = jax_md.space.free()
+    closed = jnp.asarray([[0.0, 0.0, 0.0], [3.8, 0.0, 0.0], [0.05, 0.01, 0.0]])  # θ ≈ 0: beads 0 and 2 overlap
+    f = -jax.grad(p.energy_fn(disp))(closed)
+    assert bool(jnp.all(jnp.isfinite(f)))
+    assert float(jnp.dot(f[2] - f[0], closed[2] - closed[0])) > 0  # pushes the 1–3 pair apart
+    no_wall = fit_priors(R, kT, bond_cutoff=4.3, repulsion_min_bonds=3)
+    shut = jnp.asarray([[0.0, 0.0, 0.0], [3.8, 0.0, 0.0], [0.0, 3.8e-5, 0.0]])  # θ = 1e-5 rad
+    f_angle = -jax.grad(no_wall.energy_fn(disp))(shut)
+    assert float(f_angle[2, 1]) > 1.0  # the angle term alone still opens it (arccos of a clipped cosine would not)
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +175,13 @@ def test_energy_template_is_differentiable_in_params_and_positions(ala):
 # ------------------------------------------------------------------------------------------------ force matching
 
 
+def _split(cfg, ds):
+    d = cfg.data
+    return split_frames(ds, d.train_fraction, d.val_fraction, d.seed, d.split, d.block_frames, d.gap_frames)
+
+
 def _run(cfg, model, ds, epochs, out, resume=False):
-    tr, va, _ = split_indices(ds.num_frames, cfg.data.train_fraction, cfg.data.val_fraction, cfg.data.seed)
+    tr, va, _ = _split(cfg, ds)
     fm = train_mod.ForceMatchingRun(cfg, model, ds.subset(tr), ds.subset(va), str(out))
     if resume:
         fm.resume(os.path.join(out, train_mod.CHECKPOINT))
@@ -148,17 +190,19 @@ def _run(cfg, model, ds, epochs, out, resume=False):
     return fm
 
 
+@pytest.mark.slow
 def test_force_matching_epoch_reduces_the_loss_and_resume_is_exact(tmp_path, ala):
     ds, model = ala
     cfg = tiny_config(tmp_path)
-    tr, va, _ = split_indices(ds.num_frames, 0.75, 0.125, 0)
+    tr, va, _ = _split(cfg, ds)
     params0 = model.init_params(jax.random.PRNGKey(cfg.training.seed))
     val0 = train_mod.force_rmse(model, _scaled(params0, ds.subset(tr)), ds.subset(va))
 
     full = _run(cfg, model, ds, 2, tmp_path / "full")
     assert len(full.history["val_force_rmse"]) == 2
     assert full.history["val_force_rmse"][0] < val0  # one epoch reduces the validation force error
-    assert full.history["train_force_rmse"][1] < full.history["train_force_rmse"][0]
+    train0 = train_mod.force_rmse(model, _scaled(params0, ds.subset(tr)), ds.subset(tr))
+    assert train_mod.force_rmse(model, full.trainer.params, ds.subset(tr)) < train0  # two epochs fit the training set
 
     # Interrupted after epoch 1, then resumed: identical to the uninterrupted run.
     _run(cfg, model, ds, 1, tmp_path / "split")
@@ -176,101 +220,126 @@ def _scaled(params, train):
     return params
 
 
-def test_training_job_writes_its_outputs(tmp_path):
-    cfg = tiny_config(tmp_path, training={"epochs": 1}, md={"steps": 400, "block": 200, "record_every": 20,
-                                                              "replicas": 1, "dt_fs": 2.0, "bead_mass": 14.0})  # fmt: skip
+@pytest.mark.slow
+def test_training_job_writes_its_outputs_with_the_priors_only_baseline(tmp_path):
+    md = {"steps": 400, "block": 200, "record_every": 20, "replicas": 2, "dt_fs": 2.0, "bead_mass": 14.0,
+          "start_frame": 7}  # fmt: skip
+    cfg = tiny_config(tmp_path, training={"epochs": 1}, md=md)
     metrics = train_mod.run(cfg, progress=False)
     for name in ("params.npz", "loss_curve.png", "md_comparison.png", "metrics.json", train_mod.CHECKPOINT):
         assert (tmp_path / name).exists(), name
-    assert metrics["md"]["finite"] and metrics["md"]["frames"] == 20
-    assert set(metrics["md"]["js_divergence"]) == {"ramachandran", "phi", "psi"}
+    import json
+
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    md, base = on_disk["md"], on_disk["md_priors_only"]
+    assert set(md) == set(base)  # the same fields
+    assert set(md["js_divergence"]) == set(base["js_divergence"]) == {"ramachandran", "phi", "psi"}
+    assert md["finite"] and md["stable"] and md["frames"] == base["frames"] == 2 * 20
+    for key in ("replicas", "steps_per_replica", "dt_fs", "temperature_K", "bead_mass_amu", "start_frame", "seeds"):
+        assert md[key] == base[key], key
+    assert md["start_frame"] == 7 and md["seeds"] == [1000, 1001]
+    # Both runs start from frame 7 of the file: the first recorded frames are 20 steps from it.
+    traj = np.load(tmp_path / "md_trajectory.npz")
+    start = load_cg_dataset("alanine_dipeptide").positions[7]
+    assert np.abs(traj["positions"][0] - start).max() < 1.0 and np.abs(traj["positions"][20] - start).max() < 1.0
+    assert md["js_divergence"] != base["js_divergence"]  # two different energies
+    assert metrics["frames"]["test"] > 0
     ds = load_cg_dataset("alanine_dipeptide", max_frames=160)
     model, params, meta = load_cg_model(str(tmp_path / "params.npz"), ds.positions[0])
     e = model.energy_fn_template(params)(jnp.asarray(ds.positions[0]), model.neighbor)
     assert np.isfinite(float(e)) and meta["dataset"] == "alanine_dipeptide"
 
 
-# ------------------------------------------------------------------------------------------------ the model slot
-
-SLOT_YAML = textwrap.dedent(
-    """
-    model:
-      cutoff: 6.0
-      dr_threshold: 0.5
-      so3lr:
-        num_layers: 1
-        hidden_features: 16
-        num_heads: 2
-        max_degree: 2
-        n_radial_basis: 8
-        use_lr: false
-        lr_cutoff: 12.0
-    """
-)
+@pytest.mark.slow
+def test_md_blow_up_still_writes_metrics_and_a_plot(tmp_path):
+    """A 400 fs step tears the stiff heavy-atom bonds apart: the job reports it instead of raising."""
+    md = {"steps": 400, "block": 200, "record_every": 20, "replicas": 1, "dt_fs": 400.0, "bead_mass": 14.0}
+    cfg = tiny_config(tmp_path, training={"epochs": 1}, md=md)
+    metrics = train_mod.run(cfg, progress=False)
+    assert (tmp_path / "metrics.json").exists() and (tmp_path / "md_comparison.png").exists()
+    for key in ("md", "md_priors_only"):
+        assert metrics[key]["stable"] is False
+        assert metrics[key]["blown_up"] or not metrics[key]["finite"] or metrics[key]["max_bond_stretch"] > 1.5
 
 
-def test_model_slot_interface_and_training_in_chemtrain(tmp_path, ala):
-    from chemtrain.trainers import ForceMatching
-
-    ds, _ = ala
-    config = yaml.safe_load(SLOT_YAML)
-    N_max = 12  # two padded beads
-    R0 = np.concatenate([ds.positions[0], np.full((2, 3), 50.0, np.float32)])
-    species = np.concatenate([ds.species, [0, 0]]).astype(np.int32)
-    mask = jnp.arange(N_max) < 10
-    model = SO3kratesModel(config, R0, None, species, N_max)
-    assert model.hyperparameters["degrees"] == (1, 2) and model.hyperparameters["num_features"] == 16
-    assert model.initial_neighbors.idx.shape[0] == N_max
-    assert model.nneigh_fn.allocate(jnp.asarray(R0)).format.name == "Dense"
-    assert callable(model.displacement)
-    params = model.initialize_params(jax.random.PRNGKey(0))
-    R = jnp.asarray(R0)
-    e = model.compute_energy(params, R, mask, jnp.asarray(species))
-    e2, f = model.compute_energy_and_forces(params, R, mask, jnp.asarray(species))
-    assert float(e) == pytest.approx(float(e2)) and f.shape == (N_max, 3)
-    np.testing.assert_allclose(f, -jax.grad(lambda r: model.compute_energy(params, r, mask, jnp.asarray(species)))(R))
-    assert float(jnp.abs(f[10:]).max()) == 0.0  # padded beads feel nothing
-    nbrs = model.nneigh_fn.allocate(R)
-    assert float(model.compute_energy(params, R, mask, jnp.asarray(species), neighbor=nbrs)) == pytest.approx(float(e))
-
-    # A few chemtrain force-matching steps with the slot's energy.
-    def template(p):
-        return lambda pos, neighbor, **kw: model.compute_energy(p, pos, mask, jnp.asarray(species), neighbor)
-
-    R_data = np.concatenate([ds.positions[:40], np.full((40, 2, 3), 50.0, np.float32)], axis=1)
-    F_data = np.concatenate([ds.forces[:40], np.zeros((40, 2, 3), np.float32)], axis=1)
-    trainer = ForceMatching(params, optax.adam(3e-3), template, model.initial_neighbors, gammas={"F": 1.0},
-                            batch_per_device=10, batch_cache=1, log_file=str(tmp_path / "log"),
-                            checkpoint_path=str(tmp_path / "ckpt"))  # fmt: skip
-    # (chemtrain 0.2.0 needs a validation split: its epoch log reads the validation losses)
-    trainer.set_dataset({"R": R_data[:30], "F": F_data[:30]}, stage="training")
-    trainer.set_dataset({"R": R_data[30:], "F": F_data[30:]}, stage="validation", include_all=True)
-    trainer.train(2)
-    assert len(trainer.train_losses) == 2 and np.isfinite(trainer.train_losses).all()
-    assert trainer.train_losses[1] < trainer.train_losses[0]
+def test_plot_comparison_without_finite_frames(tmp_path):
+    analysis.plot_comparison({}, str(tmp_path / "a.png"), "unstable", {})
+    ds = load_cg_dataset("chignolin", max_frames=100)
+    res = analysis.compare(ds.name, ds.positions[:50], ds.positions, ds.extras)
+    analysis.plot_comparison({}, str(tmp_path / "b.png"), "trained unstable", res)
+    analysis.plot_comparison(res, str(tmp_path / "c.png"), "baseline unstable", {})
+    assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in "abc")
 
 
-def test_model_slot_long_range_and_bad_keys():
-    from so3krates_hk.data import reference_structure
+# ------------------------------------------------------------------------------------------------ data
 
-    s = reference_structure("dha")
-    config = yaml.safe_load(SLOT_YAML)
-    config["model"]["so3lr"]["use_lr"] = True
-    config["model"]["cutoff"] = 4.5
-    model = SO3kratesModel(config, s.positions, None, s.atomic_numbers, s.num_atoms)
-    params = model.initialize_params(jax.random.PRNGKey(0))
-    assert "partial_charges" in params and "zbl_repulsion" in params
-    e, f = model.compute_energy_and_forces(params, jnp.asarray(s.positions), None, jnp.asarray(s.atomic_numbers))
-    assert np.isfinite(float(e)) and bool(jnp.all(jnp.isfinite(f)))
 
-    bad = yaml.safe_load(SLOT_YAML)
-    bad["model"]["so3lr"]["max_degre"] = 2
-    with pytest.raises(ConfigError, match="max_degre"):
-        SO3kratesModel(bad, s.positions, None, s.atomic_numbers, s.num_atoms)
-    bad = yaml.safe_load(SLOT_YAML)
-    bad["model"]["so3lr"]["num_layers"] = "2"
-    with pytest.raises(ConfigError, match="model.so3lr.num_layers must be int"):
-        SO3kratesModel(bad, s.positions, None, s.atomic_numbers, s.num_atoms)
+def test_splits_keep_time_series_together():
+    ds = load_cg_dataset("chignolin")
+    tr, va, te = split_frames(ds, 0.8, 0.1, 0, "blocks", 50, 5)
+    assert not (set(tr) & set(te) or set(tr) & set(va) or set(va) & set(te))
+    assert len(te) > 100 and len(va) > 100
+    sets = np.full(ds.num_frames, -1)
+    sets[tr], sets[va], sets[te] = 0, 1, 2
+    rep, t = ds.extras["replica"], ds.extras["time_ps"]
+    for a in np.nonzero(sets == 2)[0]:  # no training frame within 5 ps of a test frame of the same trajectory
+        near = (rep == rep[a]) & (np.abs(t - t[a]) <= 5.0)
+        assert not np.any(sets[near] == 0)
+    tr, va, te = split_frames(ds, 0.5, 0.25, 0, "trajectory")
+    assert [len(set(ds.replica[s].tolist())) for s in (tr, va, te)] == [2, 1, 1]
+    assert not set(ds.replica[tr].tolist()) & set(ds.replica[te].tolist())
+    with pytest.raises(ConfigError, match="data.split"):
+        parse_config({"data": {"split": "random"}})
+
+
+def _write(tmp_path, **arrays):
+    ds = load_cg_dataset("chignolin", max_frames=40)
+    data = dict(positions=ds.positions, forces=ds.forces, species=ds.species, temperature=340.0)
+    data.update(arrays)
+    path = tmp_path / "user.npz"
+    np.savez(path, **data)
+    return str(path)
+
+
+def test_user_data_box_is_refused_and_temperatures_are_chosen(tmp_path):
+    with pytest.raises(DatasetError, match="has a 'box'"):
+        load_cg_dataset(_write(tmp_path, box=np.eye(3) * 30.0))
+    temps = np.repeat([320.0, 348.0], 20)
+    with pytest.raises(DatasetError, match=r"several temperatures \[320.0, 348.0\]"):
+        load_cg_dataset(_write(tmp_path, temperature=temps))
+    ds = load_cg_dataset(_write(tmp_path, temperature=temps, replica=np.repeat([0, 1], 20)), temperature=348.0)
+    assert ds.num_frames == 20 and ds.temperature == 348.0 and set(ds.replica.tolist()) == {1}
+    assert ds.extras["frame_index"].tolist() == list(range(20, 40))
+    with pytest.raises(DatasetError, match="no frames at 400 K"):
+        load_cg_dataset(_write(tmp_path, temperature=temps), temperature=400.0)
+    with pytest.raises(DatasetError, match="'replica' must have one entry per frame"):
+        load_cg_dataset(_write(tmp_path, replica=np.zeros(3)))
+
+
+def test_one_definition_of_q_shared_with_the_data_script():
+    import runpy
+
+    script = runpy.run_path(os.path.join(ROOT, "scripts", "generate_cg_data.py"))
+    ds = load_cg_dataset("chignolin", max_frames=200)
+    ref = ds.extras["reference_structure"]
+    assert script["fraction_native_contacts"] is not None
+    np.testing.assert_array_equal(script["fraction_native_contacts"](ds.positions, ref),
+                                  analysis.native_contacts(ds.positions, ref))  # fmt: skip
+    # The folded reference has Q ≈ 1 and an RMSD of 0; a stretched chain has Q ≈ 0.
+    assert analysis.native_contacts(ref[None], ref)[0] > 0.99
+    assert analysis.kabsch_rmsd(ref[None] @ np.linalg.qr(np.ones((3, 3)) + np.eye(3))[0], ref)[0] < 1e-5
+    line = np.zeros((1, 10, 3))
+    line[0, :, 0] = 3.8 * np.arange(10)
+    assert analysis.native_contacts(line, ref)[0] < 0.01
+    curves = analysis.folded_fraction_vs_time([ref[None].repeat(20, 0), line.repeat(20, 0)], ref, 1.0, windows=4)
+    assert curves[0]["folded_fraction"] == [1.0] * 4 and curves[1]["folded_fraction"] == [0.0] * 4
+    assert curves[0]["time_ps"] == [5.0, 10.0, 15.0, 20.0]
+
+
+def test_start_frame_must_exist(tmp_path):
+    cfg = tiny_config(tmp_path, md={"steps": 400, "block": 200, "record_every": 20, "start_frame": 5000})
+    with pytest.raises(ConfigError, match="md.start_frame 5000 is not a frame"):
+        train_mod.run(cfg, progress=False)
 
 
 # ------------------------------------------------------------------------------------------------ fine-tuning mask
@@ -297,3 +366,25 @@ def test_freeze_mask_freezes_exactly_what_it_names():
         for n, v in leaves.items():
             same = np.array_equal(np.asarray(v), np.asarray(new[m][n]))
             assert same == (labels[m][n] == "frozen"), (m, n)
+
+
+# ------------------------------------------------------------------------------------------------ fine-tuning run
+
+
+@pytest.mark.slow
+def test_finetune_run_end_to_end(tmp_path):
+    from so3krates_hk.training import finetune
+
+    cfg = finetune.parse_finetune_config({
+        "data": {"max_frames": 12, "train_fraction": 0.5, "val_fraction": 0.25},
+        "training": {"epochs": 2, "batch_size": 3, "learning_rate": 1e-4},
+        "output": {"directory": str(tmp_path)},
+    })  # fmt: skip
+    metrics = finetune.run(cfg, progress=False)
+    assert metrics["frames"] == {"train": 6, "validation": 3, "test": 3}
+    assert metrics["frozen_bit_identical"] and metrics["frozen_leaves"] > 0 and metrics["trainable_leaves_changed"] > 0
+    assert metrics["export_reload_matches"]
+    assert len(metrics["history"]["train_force_rmse"]) == 2
+    after, before = metrics["after"]["force_rmse"], metrics["before"]["force_rmse"]
+    assert np.isfinite(after) and after != before
+    assert (tmp_path / "finetuned.npz").exists() and (tmp_path / "metrics.json").exists()

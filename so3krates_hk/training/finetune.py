@@ -32,15 +32,15 @@ from so3krates_hk import pretrained
 from so3krates_hk._compat import jax_md, partition
 from so3krates_hk.factory import so3lr_neighborlist_pp
 from so3krates_hk.io import atomic_path, load_params, save_params
-from so3krates_hk.training.config import ConfigError, build_section
+from so3krates_hk.training.config import ConfigError, build_section, option
 
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneData:
     xyz: str = "aspirin_gfn2"  # a bundled set (so3krates_hk/data/finetune/<name>.xyz) or a path
-    train_fraction: float = 0.7
-    val_fraction: float = 0.15
-    max_frames: Optional[int] = None
+    train_fraction: float = option(0.7, gt=0, lt=1)
+    val_fraction: float = option(0.15, ge=0, lt=1)
+    max_frames: Optional[int] = option(None, ge=2)
     seed: int = 0
 
 
@@ -54,11 +54,11 @@ class FinetuneModel:
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneTraining:
-    epochs: int = 5
-    batch_size: int = 8
-    learning_rate: float = 1e-4
-    energy_weight: float = 0.01
-    force_weight: float = 1.0
+    epochs: int = option(5, ge=1)
+    batch_size: int = option(8, ge=1)
+    learning_rate: float = option(1e-4, gt=0)
+    energy_weight: float = option(0.01, ge=0)
+    force_weight: float = option(1.0, ge=0)
     seed: int = 0
 
 
@@ -84,8 +84,8 @@ def parse_finetune_config(raw) -> FinetuneConfig:
     cfg = FinetuneConfig(**{k: build_section(hints[k], raw.get(k), k) for k in hints})
     if not all(isinstance(p, str) for p in cfg.model.freeze):
         raise ConfigError("model.freeze must be a list of glob patterns (strings).")
-    if not 0 < cfg.data.train_fraction < 1 or cfg.training.epochs < 1 or cfg.training.batch_size < 1:
-        raise ConfigError("data.train_fraction must be in (0, 1), training.epochs and batch_size ≥ 1.")
+    if cfg.data.train_fraction + cfg.data.val_fraction >= 1:
+        raise ConfigError("data.train_fraction + data.val_fraction must be < 1 (the rest is the test split).")
     return cfg
 
 

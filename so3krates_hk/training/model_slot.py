@@ -1,32 +1,44 @@
 """SO3krates in the users' model slot: the one class interface their framework holds Allegro and MACE behind.
 
-    model = SO3kratesModel(config, R0, box, species, N_max)
+    from so3krates_hk import SO3LRModel
+    model = SO3LRModel(config, R0, box, species, N_max)   # config: their whole YAML, as a nested dict
     params = model.initialize_params(rng_key)
     E = model.compute_energy(params, R, mask, species, neighbor=None)
     E, F = model.compute_energy_and_forces(params, R, mask, species, neighbor=None)
     model.initial_neighbors, model.displacement, model.nneigh_fn      # jax-md Dense neighbour list function
 
-``config`` is the nested dict of their YAML. The keys read, and what they mean here:
+``config`` is the nested dict of their YAML. Only the ``model:`` section is read, and in it only ``ml_model``,
+``cutoff``, ``dr_threshold`` and ``so3lr``: the section belongs to their framework, so other backbones' sections
+(``mace:``, ``allegro:``) and their own keys are left alone. ``ml_model``, when present, must be ``"so3lr"``. Inside
+``model.so3lr`` the keys are checked strictly: an unknown or mistyped key, a wrong type or a value out of range is a
+:class:`~so3krates_hk.training.config.ConfigError` that names it (the section is
+:class:`~so3krates_hk.training.config.SO3LRSlotConfig`, read by the same machinery as the training configs).
 
-| their key                  | ours                                   | note                                            |
-|----------------------------|----------------------------------------|-------------------------------------------------|
-| ``model.cutoff``           | ``r_cutoff``                           | short-range cutoff, units of R                  |
-| ``model.dr_threshold``     | neighbour-list skin (``dr_threshold``) |                                                 |
-| ``model.so3lr.num_layers`` | ``num_layers``                         |                                                 |
-| ``model.so3lr.hidden_features`` | ``num_features``                  |                                                 |
-| ``model.so3lr.num_heads``  | ``num_heads``                          | must divide hidden_features                     |
-| ``model.so3lr.max_degree`` | ``degrees = (1, …, max_degree)``       | ``max_degree: 4`` means degrees 1, 2, 3, 4      |
-| ``model.so3lr.n_radial_basis`` | ``num_radial_basis_fn``            | Bernstein basis functions                        |
-| ``model.so3lr.use_lr``     | SO3LR physics on (``true``) / off      | ``false``: short-range SO3krates alone          |
-| ``model.so3lr.lr_cutoff``  | ``lr_cutoff``                          | long-range cutoff (only with ``use_lr``)         |
+| their key                       | ours                                 | note                                       |
+|---------------------------------|--------------------------------------|--------------------------------------------|
+| ``model.cutoff``                | ``r_cutoff``                         | short-range cutoff, units of R, > 0        |
+| ``model.dr_threshold``          | neighbour-list skin                  | ≥ 0 (default 0)                            |
+| ``model.so3lr.num_layers``      | ``num_layers``                       | ≥ 1                                        |
+| ``model.so3lr.hidden_features`` | ``num_features``                     | ≥ 1                                        |
+| ``model.so3lr.num_heads``       | ``num_heads``                        | must divide hidden_features                |
+| ``model.so3lr.max_degree``      | ``degrees = (1, …, max_degree)``     | ``max_degree: 4`` means degrees 1, 2, 3, 4 |
+| ``model.so3lr.n_radial_basis``  | ``num_radial_basis_fn``              | Bernstein basis functions, ≥ 1             |
+| ``model.so3lr.use_lr``          | SO3LR long-range physics on / off    | see below                                  |
+| ``model.so3lr.lr_cutoff``       | ``lr_cutoff``                        | read only with ``use_lr: true``; > cutoff  |
 
-Optional extra keys under ``model.so3lr``: ``bernstein_gamma``, ``avg_num_neighbors``, and any other
-``SO3kratesConfig`` field under ``model.so3lr.hyperparameters``. Unknown keys are an error.
+Optional extra keys under ``model.so3lr``: ``bernstein_gamma``, ``avg_num_neighbors``, ``n_species`` and any other
+``SO3kratesConfig`` field under ``model.so3lr.hyperparameters``.
 
-With ``use_lr: false`` species are CG bead types 0…n−1 (``n_species`` = max(species)+1 unless
-``model.so3lr.n_species`` is given). With ``use_lr: true`` the model is the full SO3LR (ZBL, damped Coulomb from
-predicted charges, Hirshfeld-scaled dispersion), so species must be atomic numbers Z and positions Å; the long-range
-neighbour list (jax-md Dense, ``lr_cutoff``) is kept inside the class and updated from ``R`` on every call.
+``use_lr: false`` (the CG case): the short-range SO3krates transformer alone. Species are bead types 0…n−1
+(``n_species`` = max(species)+1 unless ``model.so3lr.n_species`` is given); units are those of the data.
+
+``use_lr: true`` adds SO3LR's long-range and physical terms: ZBL nuclear repulsion, damped Coulomb between
+predicted partial charges, and dispersion from predicted Hirshfeld volumes. Every one of them is defined per
+chemical element, so ``use_lr: true`` means an **atomistic** model: species are atomic numbers Z (1…99; 0 only for
+padding), positions in Å, energies in eV, and ``lr_cutoff`` must exceed ``cutoff``. It has no meaning for a
+one-bead-per-residue CG model, whose bead types are not elements (a bead type such as 6 would silently be read as
+carbon), so keep ``use_lr: false`` there. The long-range neighbour list (jax-md Dense, ``lr_cutoff``) is kept inside
+the class and updated from ``R`` on every call.
 
 Box: None → free space; a scalar or a length-3 vector → ``space.periodic``; a 3×3 matrix → ``space.periodic_general``
 with Cartesian positions. ``N_max`` particles, of which ``mask`` marks the real ones; padded particles contribute
@@ -35,7 +47,7 @@ exactly zero.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -43,12 +55,9 @@ import numpy as np
 
 from so3krates_hk._compat import jax_md, partition
 from so3krates_hk.factory import SO3LR_AVG_NUM_NEIGHBORS, so3krates_neighborlist_pp, so3lr_neighborlist_pp
-from so3krates_hk.training.config import ConfigError
+from so3krates_hk.training.config import ConfigError, SO3LRSlotConfig, build_section
 
-SO3LR_KEYS = {"num_layers", "hidden_features", "num_heads", "max_degree", "n_radial_basis", "use_lr", "lr_cutoff",
-              "bernstein_gamma", "avg_num_neighbors", "n_species", "hyperparameters"}  # fmt: skip
-MODEL_KEYS = {"cutoff", "dr_threshold", "so3lr"}
-REQUIRED = ("num_layers", "hidden_features", "num_heads", "max_degree", "n_radial_basis")
+MAX_Z = 99  # SO3LR's element tables
 
 
 def _get(mapping: Mapping, key: str, where: str, kind=None, default=Ellipsis):
@@ -58,7 +67,8 @@ def _get(mapping: Mapping, key: str, where: str, kind=None, default=Ellipsis):
         return default
     value = mapping[key]
     if kind is not None and (isinstance(value, bool) != (kind is bool) or not isinstance(value, kind)):
-        raise ConfigError(f"{where}.{key} must be {getattr(kind, '__name__', kind)}; got {value!r}.")
+        name = "a number" if kind == (int, float) else getattr(kind, "__name__", kind)
+        raise ConfigError(f"{where}.{key} must be {name}; got {value!r}.")
     return value
 
 
@@ -67,29 +77,49 @@ class SO3kratesModel:
 
     def __init__(self, config: Mapping[str, Any], R0, box, species, N_max: int):
         model_cfg = _get(config, "model", "config", Mapping)
-        unknown = sorted(set(model_cfg) - MODEL_KEYS)
-        if unknown:
-            raise ConfigError(f"Unknown key(s) {unknown} in model; valid: {sorted(MODEL_KEYS)}.")
-        so3 = _get(model_cfg, "so3lr", "model", Mapping)
-        unknown = sorted(set(so3) - SO3LR_KEYS)
-        if unknown:
-            raise ConfigError(f"Unknown key(s) {unknown} in model.so3lr; valid: {sorted(SO3LR_KEYS)}.")
+        backbone = model_cfg.get("ml_model", "so3lr")
+        if backbone != "so3lr":
+            raise ConfigError(f"model.ml_model is {backbone!r}; SO3LRModel is the backbone for ml_model: \"so3lr\".")
+        so3 = build_section(SO3LRSlotConfig, _get(model_cfg, "so3lr", "model", Mapping), "model.so3lr")
+        self.so3lr = so3
         self.cutoff = float(_get(model_cfg, "cutoff", "model", (int, float)))
         self.dr_threshold = float(_get(model_cfg, "dr_threshold", "model", (int, float), 0.0))
-        for key in REQUIRED:
-            _get(so3, key, "model.so3lr", int)
-        self.use_lr = bool(_get(so3, "use_lr", "model.so3lr", bool, False))
-        self.lr_cutoff = float(_get(so3, "lr_cutoff", "model.so3lr", (int, float), 12.0))
-        hyper = dict(_get(so3, "hyperparameters", "model.so3lr", Mapping, {}))
+        if not self.cutoff > 0 or not self.dr_threshold >= 0:
+            raise ConfigError(f"model.cutoff must be > 0 and model.dr_threshold ≥ 0; got {self.cutoff}, "
+                              f"{self.dr_threshold}.")  # fmt: skip
+        if so3.hidden_features % so3.num_heads:
+            raise ConfigError(f"model.so3lr.num_heads ({so3.num_heads}) must divide model.so3lr.hidden_features "
+                              f"({so3.hidden_features}).")  # fmt: skip
+        self.use_lr, self.lr_cutoff = so3.use_lr, so3.lr_cutoff
+        if self.use_lr:
+            if not self.lr_cutoff > self.cutoff:
+                raise ConfigError(f"model.so3lr.lr_cutoff ({self.lr_cutoff:g}) must exceed model.cutoff "
+                                  f"({self.cutoff:g}) with use_lr: true (the long-range terms act up to lr_cutoff).")
+            z = np.asarray(species)
+            if z.size and (z.min() < 0 or z.max() > MAX_Z or not np.any(z > 0)):
+                raise ConfigError(f"use_lr: true is SO3LR's atomistic long-range physics: species must be atomic "
+                                  f"numbers 1…{MAX_Z} (0 for padding); got values {z.min()}…{z.max()}. A CG model "
+                                  f"with bead types needs use_lr: false.")  # fmt: skip
+        hyper = dict(so3.hyperparameters)
         hyper.update(
-            num_layers=so3["num_layers"],
-            num_features=so3["hidden_features"],
-            num_heads=so3["num_heads"],
-            degrees=tuple(range(1, so3["max_degree"] + 1)),
-            num_radial_basis_fn=so3["n_radial_basis"],
+            num_layers=so3.num_layers,
+            num_features=so3.hidden_features,
+            num_heads=so3.num_heads,
+            degrees=tuple(range(1, so3.max_degree + 1)),
+            num_radial_basis_fn=so3.n_radial_basis,
         )
-        if "bernstein_gamma" in so3:
-            hyper["bernstein_gamma"] = float(so3["bernstein_gamma"])
+        if so3.bernstein_gamma is not None:
+            hyper["bernstein_gamma"] = so3.bernstein_gamma
+        clash = sorted(set(so3.hyperparameters) & {"num_layers", "num_features", "num_heads", "degrees",
+                                                              "num_radial_basis_fn", "bernstein_gamma"})  # fmt: skip
+        if clash:
+            raise ConfigError(f"model.so3lr.hyperparameters repeats {clash}; set them through the model.so3lr keys.")
+        from so3krates_hk.config import SO3kratesConfig
+
+        try:
+            SO3kratesConfig.from_kwargs(**hyper)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"model.so3lr.hyperparameters: {e}") from None
         self.hyperparameters = hyper
 
         R0 = jnp.asarray(R0)
@@ -114,7 +144,7 @@ class SO3kratesModel:
         self._initial_neighbors = self._nneigh_fn.allocate(R0)
 
         if self.use_lr:
-            avg = float(so3.get("avg_num_neighbors", SO3LR_AVG_NUM_NEIGHBORS))
+            avg = so3.avg_num_neighbors if so3.avg_num_neighbors is not None else SO3LR_AVG_NUM_NEIGHBORS
             self._lr_fn = partition.neighbor_list(self._displacement, list_box, self.lr_cutoff, **lists)
             self._initial_lr = self._lr_fn.allocate(R0)
             self._init, self._apply = so3lr_neighborlist_pp(
@@ -122,11 +152,11 @@ class SO3kratesModel:
                 avg_num_neighbors=avg, **hyper,
             )  # fmt: skip
         else:
-            n_species = int(so3.get("n_species", int(np.max(np.asarray(species))) + 1))
+            n_species = so3.n_species if so3.n_species is not None else int(np.max(np.asarray(species))) + 1
             self.n_species = n_species
             kwargs = dict(n_species=n_species, **hyper)
-            if "avg_num_neighbors" in so3:
-                kwargs["avg_num_neighbors"] = float(so3["avg_num_neighbors"])
+            if so3.avg_num_neighbors is not None:
+                kwargs["avg_num_neighbors"] = so3.avg_num_neighbors
             else:
                 kwargs.update(positions_test=R0, neighbor_test=self._initial_neighbors)
             self._init, self._apply = so3krates_neighborlist_pp(self._displacement, self.cutoff, **kwargs)

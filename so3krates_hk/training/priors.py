@@ -6,8 +6,13 @@
   consecutive residues, cis-proline included; for heavy atoms 1.7 Å). d₀ = ⟨d⟩ and k_b = kT / Var(d): the
   harmonic potential whose Boltzmann distribution has the data's mean and variance.
 * Angles: triplets (i, j, k) with bonds i–j and j–k; θ₀ = ⟨θ⟩, k_θ = kT / Var(θ).
-* Repulsion: bead pairs separated by more than two bonds. ε = kT and σ = the 1st percentile of their distances
-  in the data, so the wall costs kT where the data barely goes; n = 12 by default.
+* Repulsion: bead pairs at least ``repulsion_min_bonds`` bonds apart (default 2: the 1–3 pairs of every angle
+  included). ε = kT and σ = the 1st percentile of the distances in the data, taken separately for the 1–3 pairs
+  and for the pairs further apart, so each wall costs kT where the data barely goes; n = 12 by default. The 1–3
+  wall keeps an angle from closing: the harmonic angle term alone is weak where the data never went (θ → 0), and
+  a learned attraction there can fold two beads onto each other.
+* Angles are computed as θ = atan2(|u × v|, u · v), whose gradient stays finite and non-zero up to θ = 0 and π
+  (arccos of a clipped cosine has a zero gradient past the clip).
 
 The priors keep MD stable where the data has no samples (overlapping beads, stretched bonds) and leave the
 network to learn the rest of the potential of mean force. Energies in the units of kT.
@@ -33,7 +38,7 @@ class CGPriors:
     angle: np.ndarray  # (A,) rad
     angle_k: np.ndarray  # (A,)
     repulsion_pairs: np.ndarray  # (P, 2) int
-    repulsion_sigma: float
+    repulsion_sigma: np.ndarray  # (P,) Å, or a scalar for every pair
     repulsion_epsilon: float
     repulsion_exponent: int = 12
 
@@ -43,8 +48,7 @@ class CGPriors:
     @classmethod
     def from_arrays(cls, arrays) -> "CGPriors":
         kw = {f.name: np.asarray(arrays[f.name]) for f in dataclasses.fields(cls)}
-        for name in ("repulsion_sigma", "repulsion_epsilon"):
-            kw[name] = float(kw[name])
+        kw["repulsion_epsilon"] = float(kw["repulsion_epsilon"])
         kw["repulsion_exponent"] = int(kw["repulsion_exponent"])
         return cls(**kw)
 
@@ -53,7 +57,7 @@ class CGPriors:
         bonds, angles, pairs = (jnp.asarray(a, jnp.int32) for a in (self.bonds, self.angles, self.repulsion_pairs))
         b0, kb = jnp.asarray(self.bond_length), jnp.asarray(self.bond_k)
         t0, kt = jnp.asarray(self.angle), jnp.asarray(self.angle_k)
-        sigma, eps, n = self.repulsion_sigma, self.repulsion_epsilon, self.repulsion_exponent
+        sigma, eps, n = jnp.asarray(self.repulsion_sigma), self.repulsion_epsilon, self.repulsion_exponent
 
         def energy(position, **kwargs):
             disp = jax.vmap(lambda a, b: displacement(a, b, **kwargs))
@@ -78,8 +82,8 @@ def _safe_norm(v):
 
 
 def _angle(u, v):
-    cos = jnp.sum(u * v, -1) / (_safe_norm(u) * _safe_norm(v))
-    return jnp.arccos(jnp.clip(cos, -1 + 1e-7, 1 - 1e-7))
+    """θ = atan2(|u × v|, u · v): finite, non-zero gradients up to θ = 0 and π."""
+    return jnp.arctan2(_safe_norm(jnp.cross(u, v)), jnp.sum(u * v, -1))
 
 
 def _np_angle(u, v):
@@ -93,6 +97,7 @@ def fit_priors(
     bond_cutoff: float,
     repulsion_percentile: float = 1.0,
     repulsion_exponent: int = 12,
+    repulsion_min_bonds: int = 2,
     mask: Optional[np.ndarray] = None,
 ) -> CGPriors:
     """Fit bonds, angles and a repulsion to frames ``positions`` (T, N, 3), free space (see the module docstring)."""
@@ -119,8 +124,17 @@ def fit_priors(
         angle = angle_k = np.zeros(0)
 
     hops = _graph_distance(bonded)
-    pairs = np.array([(i, j) for i in range(N) for j in range(i + 1, N) if hops[i, j] > 2], dtype=np.int64).reshape(-1, 2)
-    sigma = float(np.percentile(d[:, pairs[:, 0], pairs[:, 1]], repulsion_percentile)) if len(pairs) else 1.0
+    if repulsion_min_bonds < 2:
+        raise ValueError(f"repulsion_min_bonds must be ≥ 2 (bonded pairs have the bond term); "
+                         f"got {repulsion_min_bonds}.")
+    pairs = np.array([(i, j) for i in range(N) for j in range(i + 1, N) if hops[i, j] >= repulsion_min_bonds],
+                     dtype=np.int64).reshape(-1, 2)  # fmt: skip
+    sigma = np.ones(len(pairs))
+    if len(pairs):
+        dist, sep = d[:, pairs[:, 0], pairs[:, 1]], hops[pairs[:, 0], pairs[:, 1]]
+        for cls in (sep == 2, sep > 2):  # 1–3 pairs, and the pairs further apart
+            if cls.any():
+                sigma[cls] = np.percentile(dist[:, cls], repulsion_percentile)
     return CGPriors(bonds, bond_length, bond_k, angles, angle, angle_k, pairs, sigma, float(kT), repulsion_exponent)
 
 

@@ -1,20 +1,25 @@
 """``so3krates-hk train --config cg_chignolin``: CG force matching with chemtrain, then CG MD.
 
-1. Load the CG dataset, split it (seeded), fit the priors on the training frames.
+1. Load the CG dataset, split it (seeded) into train, validation and test by contiguous time blocks or by whole
+   trajectories (never single frames of a time series), fit the priors on the training frames.
 2. Train SO3krates from random init with chemtrain's ``ForceMatching``; the ``energy_fn_template`` is SO3krates
    plus the priors. A progress bar, and per-epoch train and validation force RMSE.
 3. Write ``params.npz`` (safe format: the best-validation parameters and the priors), ``loss_curve.png`` and
    ``metrics.json``; checkpoints every ``training.checkpoint_every`` epochs (``checkpoint.npz``), from which
    ``--resume`` continues exactly where an interrupted run stopped (same batches, same updates).
-4. Run CG Langevin MD in jax-md with the trained model (``so3krates_hk.md``), compare its distributions with the
-   reference data, draw them with their Jensen–Shannon divergences (``md_comparison.png``), and check stability:
-   no NaN, no bond stretched beyond 1.5× its reference length.
+4. Run CG Langevin MD in jax-md (``so3krates_hk.md``) twice with identical settings, starts and seeds: with the
+   trained model (SO3krates + priors, ``metrics["md"]``) and with the fitted priors alone (the baseline,
+   ``metrics["md_priors_only"]``). Every replica starts from the one frame ``md.start_frame`` (for chignolin an
+   unfolded one), so the divergences measure each model's ensemble, not its starting points. Compare both with the
+   reference data: histograms with their Jensen–Shannon divergences (``md_comparison.png``), and for a protein
+   with a folded reference the folded fraction against simulated time per replica (``folded_fraction.png``).
+   Check stability: no NaN, no bond stretched beyond 1.5× its reference length. A run that blows up stops its
+   replica there, and the job still writes ``metrics.json`` (``stable: false``) and the figures.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import math
@@ -28,11 +33,11 @@ import numpy as np
 import optax
 
 from so3krates_hk.io import atomic_path
-from so3krates_hk.md import MDSettings, Potential, Simulation, time_unit_fs
+from so3krates_hk.md import MDSettings, Potential, Simulation, SimulationError, time_unit_fs
 from so3krates_hk.training import analysis
 from so3krates_hk.training.cg_model import CGModel, build_cg_model
-from so3krates_hk.training.config import TrainConfig
-from so3krates_hk.training.data import CGDataset, load_cg_dataset, split_indices
+from so3krates_hk.training.config import ConfigError, TrainConfig
+from so3krates_hk.training.data import CGDataset, load_cg_dataset, split_frames
 
 CHECKPOINT = "checkpoint.npz"
 MAX_BOND_STRETCH = 1.5
@@ -172,8 +177,16 @@ def force_rmse(model: CGModel, params, ds: CGDataset, batch: int = 64) -> float:
 # ---------------------------------------------------------------------------------------------------- MD
 
 
-def run_md(cfg: TrainConfig, model: CGModel, params, ds: CGDataset, progress: bool = True) -> tuple[np.ndarray, dict]:
-    """CG Langevin MD from training frames, ``md.replicas`` independent runs; returns (frames, info)."""
+def run_md(cfg: TrainConfig, model: CGModel, params, start: np.ndarray, ds: CGDataset, progress: bool = True,
+           priors_only: bool = False) -> tuple[list, dict]:  # fmt: skip
+    """CG Langevin MD, ``md.replicas`` independent runs from the one configuration ``start`` (N, 3), replica r with
+    seed ``training.seed + 1000 + r``; with the trained model, or with the fitted priors alone (``priors_only``).
+
+    Returns (a list of per-replica frame arrays, info). A replica that blows up (NaN, runaway neighbour lists) stops
+    there: its frames up to the last good block are kept and ``info["blown_up"]`` says where.
+    """
+    from tqdm.auto import tqdm
+
     m = cfg.md
     unit_fs = time_unit_fs("kcal/mol")
     temperature = m.temperature or ds.temperature
@@ -184,29 +197,70 @@ def run_md(cfg: TrainConfig, model: CGModel, params, ds: CGDataset, progress: bo
         mass = jnp.asarray(ds.extras["masses"], jnp.float32)[:, None]
     else:
         mass = 100.0
-    settings = MDSettings(ensemble="nvt_langevin", dt=m.dt_fs / unit_fs, kT=kT, gamma=m.friction_per_ps * unit_fs / 1000,
-                          block=m.block, record_every=m.record_every, seed=cfg.training.seed)  # fmt: skip
+    settings = MDSettings(ensemble="nvt_langevin", dt=m.dt_fs / unit_fs, kT=kT,
+                          gamma=m.friction_per_ps * unit_fs / 1000, block=m.block, record_every=m.record_every,
+                          seed=cfg.training.seed)  # fmt: skip
+    if priors_only:
+        if model.priors is None:
+            raise ConfigError("md.priors_only needs priors (switch on priors.bonds, angles or repulsion).")
+        prior = model.priors.energy_fn(model.displacement)
+        potential, lists = Potential(lambda max_edges: (lambda r, **kw: prior(r), None)), {}
+    else:
 
-    def build(max_edges):
-        apply_fn = model.build(max_edges)
-        return model.energy_fn_template(params, apply_fn), lambda r, neighbor: apply_fn.count_edges(r, neighbor)
+        def build(max_edges):
+            apply_fn = model.build(max_edges)
+            return model.energy_fn_template(params, apply_fn), lambda r, neighbor: apply_fn.count_edges(r, neighbor)
 
-    sim = Simulation(Potential(build, max_edges=model.max_edges), {"neighbor": model.neighbor_fn}, model.shift,
-                     mass, settings)  # fmt: skip
-    starts = np.linspace(0, ds.num_frames - 1, m.replicas).round().astype(int)
-    frames, t0 = [], time.perf_counter()
-    for r, idx in enumerate(starts):
-        state = sim.init_state(jnp.asarray(ds.positions[idx], jnp.float32), seed=cfg.training.seed + 1000 + r)
-        _, traj = sim.run(state, steps=m.steps, progress=progress)
-        frames.append(traj.positions)
-    traj_all = np.concatenate(frames) if frames else np.zeros((0,) + ds.positions.shape[1:])
+        potential, lists = Potential(build, max_edges=model.max_edges), {"neighbor": model.neighbor_fn}
+    sim = Simulation(potential, lists, model.shift, mass, settings)
+    label = "MD, priors alone" if priors_only else "MD, SO3krates + priors"
+    bar = tqdm(total=m.replicas * (m.steps // m.block), desc=label, unit="block", disable=not progress)
+    replicas, blown_up, t0 = [], [], time.perf_counter()
+    for r in range(m.replicas):
+        state = sim.init_state(jnp.asarray(start, jnp.float32), seed=cfg.training.seed + 1000 + r)
+        frames = []
+        for b in range(m.steps // m.block):
+            try:
+                state, traj = sim.run(state, steps=m.block)
+            except SimulationError as e:
+                blown_up.append(dict(replica=r, step=b * m.block, error=str(e)))
+                bar.update(m.steps // m.block - b)
+                break
+            frames.append(traj.positions)
+            bar.update(1)
+        replicas.append(np.concatenate(frames) if frames else np.zeros((0,) + np.shape(start), np.float32))
+    bar.close()
     info = dict(
         replicas=m.replicas, steps_per_replica=m.steps, dt_fs=m.dt_fs, temperature_K=temperature,
-        bead_mass_amu=np.asarray(mass).ravel().tolist(),
-        frames=len(traj_all), seconds=time.perf_counter() - t0, reallocations=sim.reallocations,
-        simulated_ns=m.replicas * m.steps * m.dt_fs * 1e-6,
+        bead_mass_amu=np.asarray(mass).ravel().tolist(), start_frame=m.start_frame, seeds=[
+            cfg.training.seed + 1000 + r for r in range(m.replicas)],
+        frames=int(sum(len(f) for f in replicas)), seconds=time.perf_counter() - t0,
+        reallocations=sim.reallocations, simulated_ns=m.replicas * m.steps * m.dt_fs * 1e-6, blown_up=blown_up,
     )  # fmt: skip
-    return traj_all, info
+    return replicas, info
+
+
+def md_report(cfg: TrainConfig, model: CGModel, replicas: list, info: dict, ds: CGDataset) -> tuple[dict, dict]:
+    """(metrics of one MD run, its histograms): stability, divergences against the reference ``ds``, and for a
+    protein with a folded reference the folded fraction against time per replica."""
+    finite_reps = [f for f in replicas if len(f) and np.isfinite(f).all()]
+    frames = np.concatenate(finite_reps) if finite_reps else np.zeros((0,) + ds.positions.shape[1:])
+    finite = all(np.isfinite(f).all() for f in replicas) and not info["blown_up"]
+    stretch = None
+    if model.priors is not None and len(frames):
+        stretch = analysis.max_bond_stretch(frames, model.priors.bonds, model.priors.bond_length)
+    complete = all(len(f) == cfg.md.steps // cfg.md.record_every for f in replicas)
+    stable = finite and complete and (stretch is None or stretch < MAX_BOND_STRETCH)
+    results = analysis.compare(ds.name, frames, ds.positions, ds.extras) if len(frames) else {}
+    out = dict(info, stable=stable, finite=finite, max_bond_stretch=stretch,
+               js_divergence={k: v["js"] for k, v in results.items()})  # fmt: skip
+    if "reference_structure" in ds.extras and "phi_psi_atoms" not in ds.extras:
+        ref = np.asarray(ds.extras["reference_structure"], np.float64)
+        frame_ps = cfg.md.record_every * cfg.md.dt_fs * 1e-3
+        out["folded_fraction_vs_time"] = analysis.folded_fraction_vs_time(replicas, ref, frame_ps)
+        out["folded_fraction"] = float(np.mean(analysis.native_contacts(frames, ref) >= analysis.FOLDED_Q)) if len(
+            frames) else None  # fmt: skip
+    return out, results
 
 
 # ---------------------------------------------------------------------------------------------------- the job
@@ -219,18 +273,21 @@ def run(cfg: TrainConfig, resume: bool = False, progress: bool = True, output: O
     out = output or cfg.output.directory
     os.makedirs(out, exist_ok=True)
     t_start = time.perf_counter()
-    ds = load_cg_dataset(cfg.data.dataset, cfg.data.max_frames)
-    tr_idx, va_idx, te_idx = split_indices(ds.num_frames, cfg.data.train_fraction, cfg.data.val_fraction, cfg.data.seed)
+    d = cfg.data
+    ds = load_cg_dataset(d.dataset, d.max_frames, d.temperature)
+    tr_idx, va_idx, te_idx = split_frames(ds, d.train_fraction, d.val_fraction, d.seed, d.split, d.block_frames,
+                                          d.gap_frames)  # fmt: skip
     train, val, test = ds.subset(tr_idx), ds.subset(va_idx), ds.subset(te_idx)
+    start = md_start(cfg, ds) if cfg.md.steps > 0 else None
     pr = cfg.priors
     priors = None
     if pr.bonds or pr.angles or pr.repulsion:
         priors = dict(bonds=pr.bonds, angles=pr.angles, repulsion=pr.repulsion, bond_cutoff=pr.bond_cutoff,
-                      repulsion_exponent=pr.repulsion_exponent)  # fmt: skip
+                      repulsion_exponent=pr.repulsion_exponent, repulsion_min_bonds=pr.repulsion_min_bonds)  # fmt: skip
     model = build_cg_model(train.positions, ds.species, ds.kT, cfg.model.r_cutoff, cfg.model.dr_threshold,
                            cfg.model.hyperparameters, priors)  # fmt: skip
     print(f"{ds.name}: {ds.num_frames} frames of {len(ds.species)} beads at {ds.temperature:g} K "
-          f"(train {train.num_frames}, validation {val.num_frames}, test {test.num_frames}); "
+          f"(split by {d.split}: train {train.num_frames}, validation {val.num_frames}, test {test.num_frames}); "
           f"edge capacity {model.max_edges}, n̄ = {model.avg_num_neighbors:.2f}")  # fmt: skip
 
     fm = ForceMatchingRun(cfg, model, train, val, out)
@@ -262,24 +319,38 @@ def run(cfg: TrainConfig, resume: bool = False, progress: bool = True, output: O
           f"(priors alone: {metrics['prior_only_test_force_rmse']:.4f})")  # fmt: skip
 
     if cfg.md.steps > 0:
-        md_frames, md_info = run_md(cfg, model, params, train, progress)
-        finite = bool(np.isfinite(md_frames).all())
-        stretch = analysis.max_bond_stretch(md_frames, model.priors.bonds, model.priors.bond_length) if (
-            model.priors is not None and finite) else None  # fmt: skip
-        stable = finite and (stretch is None or stretch < MAX_BOND_STRETCH)
-        results = analysis.compare(ds.name, md_frames, ds.positions, ds.extras) if finite else {}
-        analysis.plot_comparison(results, os.path.join(out, "md_comparison.png"),
-                                 f"{ds.name}: CG MD ({md_info['simulated_ns']:.2f} ns) vs reference")  # fmt: skip
-        np.savez_compressed(os.path.join(out, "md_trajectory.npz"), positions=md_frames.astype(np.float32))
-        metrics["md"] = dict(md_info, stable=stable, finite=finite, max_bond_stretch=stretch,
-                             js_divergence={k: v["js"] for k, v in results.items()})  # fmt: skip
-        print("MD:", "stable" if stable else "UNSTABLE", f"(max bond stretch {stretch}),",
-              ", ".join(f"JS[{k}] = {v['js']:.3f}" for k, v in results.items()))  # fmt: skip
+        title = f"{ds.name}: CG MD ({cfg.md.replicas} × {cfg.md.steps * cfg.md.dt_fs * 1e-3:g} ps from frame " \
+                f"{cfg.md.start_frame}) vs reference"  # fmt: skip
+        reps, info = run_md(cfg, model, params, start, train, progress)
+        metrics["md"], results = md_report(cfg, model, reps, info, ds)
+        np.savez_compressed(os.path.join(out, "md_trajectory.npz"),
+                            positions=np.concatenate(reps).astype(np.float32),
+                            replica=np.concatenate([np.full(len(f), r) for r, f in enumerate(reps)]))  # fmt: skip
+        baseline = {}
+        if cfg.md.priors_only:
+            reps0, info0 = run_md(cfg, model, params, start, train, progress, priors_only=True)
+            metrics["md_priors_only"], baseline = md_report(cfg, model, reps0, info0, ds)
+        analysis.plot_comparison(results, os.path.join(out, "md_comparison.png"), title, baseline)
+        if "folded_fraction_vs_time" in metrics["md"]:
+            curves = {"SO3krates + priors": metrics["md"]["folded_fraction_vs_time"]}
+            if "md_priors_only" in metrics:
+                curves["priors alone"] = metrics["md_priors_only"]["folded_fraction_vs_time"]
+            ref = np.asarray(ds.extras["reference_structure"])
+            ref_fraction = float(np.mean(analysis.native_contacts(ds.positions, ref) >= analysis.FOLDED_Q))
+            metrics["reference_folded_fraction"] = ref_fraction
+            analysis.plot_folded_fraction(curves, os.path.join(out, "folded_fraction.png"), ref_fraction,
+                                          f"{ds.name}: folded fraction, all replicas from frame {cfg.md.start_frame}")
+        for key, name in (("md", "SO3krates + priors"), ("md_priors_only", "priors alone")):
+            if key in metrics:
+                mm = metrics[key]
+                js = ", ".join(f"JS[{k}] = {v:.3f}" for k, v in mm["js_divergence"].items())
+                print(f"MD, {name}:", "stable" if mm["stable"] else "UNSTABLE",
+                      f"(max bond stretch {mm['max_bond_stretch']}),", js)  # fmt: skip
     metrics["wall_seconds"] = time.perf_counter() - t_start
     with atomic_path(os.path.join(out, "metrics.json"), suffix=".json") as tmp:
         with open(tmp, "w") as f:
             json.dump(metrics, f, indent=1, default=float)
-    print(f"wrote {out}/params.npz, loss_curve.png, md_comparison.png, metrics.json "
+    print(f"wrote {out}/params.npz, loss_curve.png, md_comparison.png, folded_fraction.png, metrics.json "
           f"({metrics['wall_seconds']:.0f} s)")  # fmt: skip
     return metrics
 
@@ -290,3 +361,14 @@ def _prior_only_rmse(model: CGModel, ds: CGDataset) -> float:
     prior = jax.jit(jax.vmap(jax.grad(model.priors.energy_fn(model.displacement))))
     f = -np.asarray(prior(jnp.asarray(ds.positions)))
     return float(np.sqrt(np.mean((f - ds.forces) ** 2)))
+
+
+def md_start(cfg: TrainConfig, ds: CGDataset) -> np.ndarray:
+    """The configuration every MD replica starts from: frame ``md.start_frame`` of the dataset file."""
+    full = load_cg_dataset(cfg.data.dataset, None, cfg.data.temperature)
+    hit = np.nonzero(full.extras["frame_index"] == cfg.md.start_frame)[0]
+    if len(hit) == 0:
+        raise ConfigError(f"md.start_frame {cfg.md.start_frame} is not a frame of {full.name} "
+                          f"(it has {int(full.extras['frame_index'].max()) + 1} frames"
+                          + (f"; those at {cfg.data.temperature:g} K are kept" if cfg.data.temperature else "") + ").")
+    return np.asarray(full.positions[hit[0]], np.float32)
