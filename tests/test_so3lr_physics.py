@@ -42,7 +42,7 @@ def test_ordered_and_full_long_range_lists_agree(dha):
     e_full = apply_full(dha["params"], dha["R"], dha["sr"], dha["lr_full"], dha["Z"])
     e_ord = apply_ord(dha["params"], dha["R"], dha["sr"], dha["lr"], dha["Z"])
     assert abs(float(e_full - e_ord)) <= 1e-10
-    # A full list declared as ordered would double both long-range terms (trap T4): refused.
+    # A full list declared as ordered would double both long-range terms (docs/model.md, "Graphs"): refused.
     with pytest.raises(InputError, match="double or halve"):
         apply_ord(dha["params"], dha["R"], dha["sr"], dha["lr_full"], dha["Z"])
 
