@@ -213,6 +213,8 @@ def run_md(cfg: MDRunConfig, restart: bool = False, progress: bool = True) -> di
         reallocations = int(extra["reallocations"])
     else:
         state, done = sim.init_state(R0), 0
+        if os.path.exists(ckpt):  # an earlier run's checkpoint does not belong to the files started here
+            os.remove(ckpt)
         with open(traj_path, "w"), open(log_path, "w") as f:
             f.write(LOG_HEADER + "\n")
         fit, reallocations = _DriftFit(), 0
