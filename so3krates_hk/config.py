@@ -1,14 +1,15 @@
 """Hyperparameters of the SO3krates transformer, validated.
 
 Names follow SO3LR's ``hyperparameters.json`` ("model" section) wherever it has the knob, so a user can pass those
-values straight through; defaults are SO3LR's (SPEC §0). Unknown names and wrong types raise a ``ValueError`` that
+values straight through; defaults are SO3LR's (``docs/model.md``, "Notation and hyperparameters").
+:class:`SO3LRConfig` adds the physical terms of SO3LR. Unknown names and wrong types raise a ``ValueError`` that
 names the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from so3krates_hk.layers.cutoff import CUTOFF_FUNCTIONS
 from so3krates_hk.layers.dense import ACTIVATIONS
@@ -35,8 +36,8 @@ class SO3kratesConfig:
     energy_activation_fn: str = "silu"
     energy_learn_atomic_type_scales: bool = True
     energy_learn_atomic_type_shifts: bool = True
-    use_charge_embed: bool = False  # SPEC §5.2, total charge Q
-    use_spin_embed: bool = False  # SPEC §5.2, number of unpaired electrons S
+    use_charge_embed: bool = False  # docs/model.md, "Initial features", total charge Q
+    use_spin_embed: bool = False  # docs/model.md, "Initial features", number of unpaired electrons S
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -78,6 +79,58 @@ class SO3kratesConfig:
         d = dataclasses.asdict(self)
         d["degrees"] = list(self.degrees)
         return d
+
+
+# n̄ of the pretrained SO3LR, to be used exactly (docs/model.md, "Notation and hyperparameters").
+SO3LR_AVG_NUM_NEIGHBORS = 13.168995780096482
+
+
+def _so3lr_transformer() -> SO3kratesConfig:
+    return SO3kratesConfig(use_charge_embed=True, use_spin_embed=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class SO3LRConfig:
+    """The SO3LR energy (docs/model.md, "Physical terms", "Assembly and forces"): the transformer's hyperparameters and
+    the physical terms.
+
+    Defaults are the pretrained SO3LR's. Ranges are checked: cutoffs, n̄ and the two scales are > 0, and the
+    dispersion switch [lr_cutoff − dispersion_damping, lr_cutoff] lies in (0, lr_cutoff].
+    """
+
+    so3krates: SO3kratesConfig = dataclasses.field(default_factory=_so3lr_transformer)
+    r_cutoff: float = 4.5  # r_c, Å: transformer and ZBL
+    avg_num_neighbors: float = SO3LR_AVG_NUM_NEIGHBORS  # n̄
+    lr_cutoff: Optional[float] = 12.0  # r_lr, Å: Coulomb and dispersion; None: untruncated
+    dispersion_damping: float = 2.0  # Δ_disp, Å
+    zbl: bool = True
+    electrostatics: bool = True
+    dispersion: bool = True
+    electrostatic_energy_scale: float = 4.0  # σ_e, Å
+    dispersion_energy_scale: float = 1.2  # s_disp
+
+    def __post_init__(self):
+        if not isinstance(self.so3krates, SO3kratesConfig):
+            raise ValueError(f"so3krates must be a SO3kratesConfig, got {type(self.so3krates).__name__}.")
+        for name in ("zbl", "electrostatics", "dispersion"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name!r} must be a bool, got {getattr(self, name)!r}.")
+        positive = ["r_cutoff", "avg_num_neighbors", "electrostatic_energy_scale", "dispersion_energy_scale"]
+        if self.lr_cutoff is not None:
+            positive += ["lr_cutoff", "dispersion_damping"]
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{name!r} must be a number > 0, got {value!r}.")
+            object.__setattr__(self, name, float(value))
+        if self.lr_cutoff is not None and self.dispersion_damping > self.lr_cutoff:
+            raise ValueError(f"dispersion_damping ({self.dispersion_damping}) must not exceed lr_cutoff "
+                             f"({self.lr_cutoff}).")  # fmt: skip
+
+    @property
+    def long_range(self) -> bool:
+        """Whether any term needs the long-range list."""
+        return self.electrostatics or self.dispersion
 
 
 def check_keys(kwargs: Mapping[str, Any], schema, what: str) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""Port SO3LR's ``params.pkl`` (mlff/flax layout, ``PARAMS_TREE.md``) onto this package's Haiku tree.
+"""Port SO3LR's ``params.pkl`` (mlff/flax layout) onto this package's Haiku tree; docs/model.md names both sides of
+every block's parameters.
 
 Every one of the 131 leaves maps to exactly one leaf of ours; the converter checks that each expected leaf is
 present with the right shape, that nothing is left over, and refuses anything that is not plain containers and
 numpy arrays while unpickling (no code runs). Values are copied unchanged (float32) except the attention block
-matrices, which SO3LR stores ``[block, out, in]`` and we store ``[block, in, out]`` (trap T6).
+matrices, which SO3LR stores ``[block, out, in]`` and we store ``[block, in, out]`` (docs/model.md,
+"Interaction layer").
 
     params = load_so3lr_pickle("params.pkl")         # Haiku tree for so3lr_neighborlist_pp
     so3krates-hk convert params.pkl -o so3lr.npz      # the same, to the safe .npz format (so3krates_hk.io)
@@ -49,7 +51,7 @@ class _SafeUnpickler(pickle.Unpickler):
                 f"Refusing to unpickle {module}.{name}: SO3LR's params.pkl holds only dicts and numpy arrays, and "
                 "anything else could execute code."
             )
-        if module.startswith("numpy._core") and not hasattr(np, "_core"):  # numpy < 1.26 (PARAMS_TREE.md, T27)
+        if module.startswith("numpy._core") and not hasattr(np, "_core"):  # numpy < 1.26 calls it numpy.core
             module = "numpy.core" + module[len("numpy._core"):]
         return super().find_class(module, name)
 
@@ -117,7 +119,7 @@ def map_path(path: str) -> tuple[str, str, Optional[str]]:
         if m:
             groups = m.groupdict()
             return mod.format(**groups), leaf.format(**groups), tf
-    raise ConversionError(f"Leaf {path!r} is not part of SO3LR's parameter tree (PARAMS_TREE.md).")
+    raise ConversionError(f"Leaf {path!r} is not part of SO3LR's parameter tree (see docs/model.md).")
 
 
 def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:

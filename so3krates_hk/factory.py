@@ -24,6 +24,7 @@ kept and nothing can overflow.
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Callable, Optional
 
 import haiku as hk
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 
 from so3krates_hk import validation
 from so3krates_hk._compat import partition
-from so3krates_hk.config import SO3kratesConfig
+from so3krates_hk.config import SO3LR_AVG_NUM_NEIGHBORS, SO3kratesConfig, SO3LRConfig
 from so3krates_hk.graph import build_graph, capacity_from_test, closest_pair, count_edges, pair_multiplicity
 from so3krates_hk.models import (
     SO3LR_HEAD_SPECIES,
@@ -41,7 +42,6 @@ from so3krates_hk.models import (
     so3lr_energy,
 )
 
-SO3LR_AVG_NUM_NEIGHBORS = 13.168995780096482  # n̄ of SPEC §0, exact (trap T8)
 MODES = ("energy", "all")
 LR_FORMATS = {
     "ordered": partition.NeighborListFormat.OrderedSparse,
@@ -104,6 +104,61 @@ def _test_graph_stats(displacement, r_cutoff, positions_test, neighbor_test):
     return n_edges, jnp.shape(positions_test)[0]
 
 
+def _capacity(displacement, r_cutoff, positions_test, neighbor_test, max_edges, max_edge_multiplier):
+    """(max_edges, edges per atom of the test graph): ``max_edges`` as given, else ⌈edges × multiplier⌉ of the test
+    graph, else None (unbounded); the edges per atom are None without test data."""
+    stats = _test_graph_stats(displacement, r_cutoff, positions_test, neighbor_test)
+    if stats is None:
+        return max_edges, None
+    n_edges, n_atoms = stats
+    if max_edges is None:
+        max_edges = capacity_from_test(n_edges, max_edge_multiplier)
+    return max_edges, n_edges / n_atoms
+
+
+def _build(model: Callable, check: Callable, displacement, r_cutoff: float, config, max_edges: Optional[int]):
+    """The chemutils convention, written once: ``(init_fn, apply_fn)`` around the Haiku function ``model``.
+
+    ``model(position, neighbor, ..., mask=None, **kwargs)`` returns the energy; its signature is the one of
+    ``init_fn`` (after ``key``) and ``apply_fn`` (after ``params``). Called with concrete arrays, both first run
+    ``check(arguments)`` (the model's own host-side checks, on the bound arguments by name) and ``apply_fn`` then the
+    overlap check (no two unmasked atoms of a list entry closer than 0.1 Å; not at init, where only shapes matter and
+    padded frames may stack their ghosts unmasked). Then the jitted Haiku ``init``/``apply`` run. The functions
+    carry ``config``, ``max_edges`` and ``count_edges`` (the real short-range edges, to compare with ``max_edges``).
+    """
+    signature = inspect.signature(model)
+    transformed = hk.without_apply_rng(hk.transform(model))
+    init_jit, apply_jit = jax.jit(transformed.init), jax.jit(transformed.apply)
+    closest = jax.jit(functools.partial(closest_pair, displacement))
+
+    def bind(args, kwargs, overlap: bool) -> inspect.BoundArguments:
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        check(a)
+        if overlap:
+            validation.check_closest_pair(closest, a["position"], a["neighbor"], a["mask"],
+                                          **_displacement_kwargs(a["kwargs"]))  # fmt: skip
+        return bound
+
+    def init_fn(key, *args, **kwargs):
+        bound = bind(args, kwargs, overlap=False)
+        return init_jit(key, *bound.args, **bound.kwargs)
+
+    def apply_fn(params, *args, **kwargs):
+        bound = bind(args, kwargs, overlap=True)
+        return apply_jit(params, *bound.args, **bound.kwargs)
+
+    parameters = list(signature.parameters.values())
+    for fn, first in ((init_fn, "key"), (apply_fn, "params")):
+        first = inspect.Parameter(first, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        fn.__signature__ = signature.replace(parameters=[first, *parameters], return_annotation=inspect.Signature.empty)
+    init_fn.config = apply_fn.config = config
+    apply_fn.max_edges = max_edges
+    apply_fn.count_edges = _edge_counter(displacement, r_cutoff)
+    return init_fn, apply_fn
+
+
 def so3krates_neighborlist_pp(
     displacement: Callable,
     r_cutoff: float,
@@ -148,13 +203,10 @@ def so3krates_neighborlist_pp(
     config = SO3kratesConfig.from_kwargs(**hyperparameters)
     _check_mode(mode)
     r_cutoff = float(r_cutoff)
-    stats = _test_graph_stats(displacement, r_cutoff, positions_test, neighbor_test)
-    if stats is not None:
-        n_edges, n_atoms = stats
-        if max_edges is None:
-            max_edges = capacity_from_test(n_edges, max_edge_multiplier)
-        if avg_num_neighbors is None:
-            avg_num_neighbors = n_edges / n_atoms
+    max_edges, test_edges_per_atom = _capacity(displacement, r_cutoff, positions_test, neighbor_test, max_edges,
+                                               max_edge_multiplier)  # fmt: skip
+    if avg_num_neighbors is None:
+        avg_num_neighbors = test_edges_per_atom
     if avg_num_neighbors is None:
         raise ValueError("avg_num_neighbors is required: pass it, or positions_test and neighbor_test to estimate it.")
     avg_num_neighbors = float(avg_num_neighbors)
@@ -176,31 +228,14 @@ def so3krates_neighborlist_pp(
         aux["num_edges"] = graph.num_edges
         return _finish(per_atom, aux, position, node_mask, graph.overflow, mode, per_particle)
 
-    transformed = hk.without_apply_rng(hk.transform(model))
-    init_jit, apply_jit = jax.jit(transformed.init), jax.jit(transformed.apply)
-
-    closest = jax.jit(functools.partial(closest_pair, displacement))
-
-    def validate(position, neighbor, species, mask, kwargs, overlap=True):
+    def check(a):
         validation.validate_structure(
-            position, species, mask, num_species=n_species + offset, species_low=offset, neighbor=neighbor,
-            allow_ordered=False,
+            a["position"], a["species"], a["mask"], num_species=n_species + offset, species_low=offset,
+            neighbor=a["neighbor"], allow_ordered=False,
         )  # fmt: skip
-        if overlap:  # not at init: only shapes matter there, and padded frames may stack their ghosts unmasked
-            validation.check_closest_pair(closest, position, neighbor, mask, **_displacement_kwargs(kwargs))
 
-    def init_fn(key, position, neighbor, species=None, mask=None, **kwargs):
-        validate(position, neighbor, species, mask, kwargs, overlap=False)
-        return init_jit(key, position, neighbor, species, mask, **kwargs)
-
-    def apply_fn(params, position, neighbor, species=None, mask=None, **kwargs):
-        validate(position, neighbor, species, mask, kwargs)
-        return apply_jit(params, position, neighbor, species, mask, **kwargs)
-
-    init_fn.config = apply_fn.config = config
-    apply_fn.max_edges = max_edges
+    init_fn, apply_fn = _build(model, check, displacement, r_cutoff, config, max_edges)
     apply_fn.avg_num_neighbors = avg_num_neighbors
-    apply_fn.count_edges = _edge_counter(displacement, r_cutoff)
     return init_fn, apply_fn
 
 
@@ -226,7 +261,8 @@ def so3lr_neighborlist_pp(
     remat: bool = False,
     **hyperparameters: Any,
 ) -> tuple[Callable, Callable]:
-    """SO3LR: SO3krates + ZBL + damped Coulomb + vdW-QDO dispersion (SPEC §1), as an ``(init_fn, apply_fn)`` pair.
+    """SO3LR: SO3krates + ZBL + damped Coulomb + vdW-QDO dispersion, as an ``(init_fn, apply_fn)`` pair
+    (docs/model.md, "Physical terms", "Assembly and forces").
 
     ``species`` are atomic numbers Z (1 … 99), positions in Å, energies in eV.
 
@@ -239,7 +275,8 @@ def so3lr_neighborlist_pp(
         positions_test, neighbor_test, max_edges, max_edge_multiplier: short-range edge capacity, as in
             ``so3krates_neighborlist_pp``.
         lr_neighbor_format: the format of ``neighbor_lr``: "ordered" (jax-md ``OrderedSparse``, each pair once),
-            "sparse" (both directions) or "dense"; pair energies get multiplicity 1 or ½ accordingly (trap T4).
+            "sparse" (both directions) or "dense"; pair energies get multiplicity 1 or ½ accordingly
+            (docs/model.md, "Graphs").
             A list of another format raises.
         avg_num_neighbors: n̄ = 13.168995780096482 for the pretrained weights.
         mode: "energy" or "all" (total, components, partial charges, Hirshfeld ratios, features).
@@ -256,18 +293,18 @@ def so3lr_neighborlist_pp(
     """
     hyperparameters.setdefault("use_charge_embed", True)
     hyperparameters.setdefault("use_spin_embed", True)
-    config = SO3kratesConfig.from_kwargs(**hyperparameters)
     _check_mode(mode)
     if lr_neighbor_format not in LR_FORMATS:
         raise ValueError(f"lr_neighbor_format must be one of {sorted(LR_FORMATS)}; got {lr_neighbor_format!r}.")
     expected_lr_format = LR_FORMATS[lr_neighbor_format]
-    r_cutoff = float(r_cutoff)
-    lr_cutoff = None if lr_cutoff is None else float(lr_cutoff)
-    needs_lr = electrostatics or dispersion
-    stats = _test_graph_stats(displacement, r_cutoff, positions_test, neighbor_test)
-    if stats is not None and max_edges is None:
-        max_edges = capacity_from_test(stats[0], max_edge_multiplier)
-    avg_num_neighbors = float(avg_num_neighbors)
+    config = SO3LRConfig(
+        so3krates=SO3kratesConfig.from_kwargs(**hyperparameters), r_cutoff=r_cutoff,
+        avg_num_neighbors=avg_num_neighbors, lr_cutoff=lr_cutoff, dispersion_damping=dispersion_damping, zbl=zbl,
+        electrostatics=electrostatics, dispersion=dispersion, electrostatic_energy_scale=electrostatic_energy_scale,
+        dispersion_energy_scale=dispersion_energy_scale,
+    )  # fmt: skip
+    r_cutoff = config.r_cutoff
+    max_edges, _ = _capacity(displacement, r_cutoff, positions_test, neighbor_test, max_edges, max_edge_multiplier)
     pair_capacity = _pair_capacity(max_edges)
 
     def model(position, neighbor, neighbor_lr, species, total_charge=0.0, num_unpaired_electrons=0.0, mask=None,
@@ -278,33 +315,25 @@ def so3lr_neighborlist_pp(
         dtype = position.dtype
         graph = build_graph(displacement, position, neighbor, r_cutoff, node_mask, pair_capacity, pairs=True, **kwargs)
         lr = None
-        if needs_lr:
-            lr_graph = build_graph(displacement, position, neighbor_lr, lr_cutoff, node_mask, None, **kwargs)
+        if config.long_range:
+            lr_graph = build_graph(displacement, position, neighbor_lr, config.lr_cutoff, node_mask, None, **kwargs)
             lr = LongRangePairs(lr_graph, pair_multiplicity(neighbor_lr))
         per_atom, aux = so3lr_energy(
-            config, r_cutoff, avg_num_neighbors, Z, graph, lr, node_mask,
-            jnp.asarray(total_charge, dtype).reshape(()), jnp.asarray(num_unpaired_electrons, dtype).reshape(()),
-            zbl=zbl, electrostatics=electrostatics, dispersion=dispersion, lr_cutoff=lr_cutoff,
-            dispersion_damping=dispersion_damping, electrostatic_energy_scale=electrostatic_energy_scale,
-            dispersion_energy_scale=dispersion_energy_scale, remat=remat,
+            config, Z, graph, lr, node_mask, jnp.asarray(total_charge, dtype).reshape(()),
+            jnp.asarray(num_unpaired_electrons, dtype).reshape(()), remat=remat,
         )  # fmt: skip
         aux["num_edges"] = graph.num_edges
         return _finish(per_atom, aux, position, node_mask, graph.overflow, mode, per_particle)
 
-    transformed = hk.without_apply_rng(hk.transform(model))
-    init_jit, apply_jit = jax.jit(transformed.init), jax.jit(transformed.apply)
-
-    closest = jax.jit(functools.partial(closest_pair, displacement))
-
-    def validate(position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask, kwargs,
-                 overlap=True):
+    def check(a):
         N = validation.validate_structure(
-            position, species, mask, num_species=SO3LR_HEAD_SPECIES, species_low=1, neighbor=neighbor,
-            allow_ordered=False, what="atomic number (species)",
+            a["position"], a["species"], a["mask"], num_species=SO3LR_HEAD_SPECIES, species_low=1,
+            neighbor=a["neighbor"], allow_ordered=False, what="atomic number (species)",
         )  # fmt: skip
-        if species is None:
+        if a["species"] is None:
             raise validation.InputError("SO3LR needs species: the atomic numbers Z of the atoms.")
-        if needs_lr:
+        if config.long_range:
+            neighbor_lr = a["neighbor_lr"]
             validation.check_neighbor(neighbor_lr, N, name="neighbor_lr")
             if neighbor_lr.format != expected_lr_format:
                 raise validation.InputError(
@@ -312,26 +341,11 @@ def so3lr_neighborlist_pp(
                     f"lr_neighbor_format={lr_neighbor_format!r}; a mismatch would double or halve the long-range "
                     "energies."
                 )
-        validation.check_charge_spin(species, total_charge, num_unpaired_electrons, mask, check_spin_parity)
-        if overlap:  # not at init (see the SO3krates factory)
-            validation.check_closest_pair(closest, position, neighbor, mask, **_displacement_kwargs(kwargs))
+        validation.check_charge_spin(a["species"], a["total_charge"], a["num_unpaired_electrons"], a["mask"],
+                                     check_spin_parity)  # fmt: skip
 
-    def init_fn(key, position, neighbor, neighbor_lr, species, total_charge=0.0, num_unpaired_electrons=0.0,
-                mask=None, **kwargs):  # fmt: skip
-        validate(position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask, kwargs,
-                 overlap=False)
-        return init_jit(key, position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask,
-                        **kwargs)  # fmt: skip
-
-    def apply_fn(params, position, neighbor, neighbor_lr, species, total_charge=0.0, num_unpaired_electrons=0.0,
-                 mask=None, **kwargs):  # fmt: skip
-        validate(position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons, mask, kwargs)
-        return apply_jit(params, position, neighbor, neighbor_lr, species, total_charge, num_unpaired_electrons,
-                         mask, **kwargs)  # fmt: skip
-
-    init_fn.config = apply_fn.config = config
-    apply_fn.max_edges = max_edges
-    apply_fn.count_edges = _edge_counter(displacement, r_cutoff)
+    init_fn, apply_fn = _build(model, check, displacement, r_cutoff, config.so3krates, max_edges)
+    apply_fn.so3lr_config = config
     return init_fn, apply_fn
 
 

@@ -1,4 +1,4 @@
-"""From a jax-md neighbour list to fixed-capacity edge arrays (SPEC §2).
+"""From a jax-md neighbour list to fixed-capacity edge arrays (docs/model.md, "Graphs").
 
 Conventions:
 * Edge (i, j): i is the *centre*, the atom that receives and aggregates; j is its neighbour.
@@ -9,7 +9,7 @@ Conventions:
 * An edge is *real* when both indices are < N, both atoms are unmasked, i ≠ j, and 0 < d < cutoff. Every other
   entry (padding with index N, skin pairs beyond the cutoff, masked atoms, zero distances) is *masked*: it carries a
   safe stand-in vector of length 2·cutoff, so every 1/d, log and sqrt downstream stays finite and its gradient is
-  exactly zero (traps T13, T14).
+  exactly zero (docs/model.md, "Graphs").
 
 Pairs: jax-md's ``Dense`` and ``Sparse`` lists hold both directions of every pair. With ``pairs=True`` only the
 entries with j < i are kept, so each unordered pair {i, j} appears once (i the larger index); a consumer that needs
@@ -174,7 +174,8 @@ def capacity_from_test(num_edges: int, multiplier: float) -> int:
 
 
 def pair_multiplicity(neighbor) -> float:
-    """c of SPEC §2.3 for long-range pair sums: 1 for ``OrderedSparse`` (each pair once), ½ otherwise (T4)."""
+    """The multiplicity c of long-range pair sums: 1 for ``OrderedSparse`` (each pair once), ½ otherwise
+    (docs/model.md, "Graphs")."""
     return 1.0 if neighbor_format(neighbor) == partition.NeighborListFormat.OrderedSparse else 0.5
 
 

@@ -1,4 +1,5 @@
-"""The models, as functions to call inside ``hk.transform``: they wire the layers and nothing more (SPEC §1, §9).
+"""The models, as functions to call inside ``hk.transform``: they wire the layers and nothing more
+(docs/model.md, "Assembly and forces").
 
     species, Graph ──► SO3krates (embeddings, T layers) ──► x, ε ──► heads ──► per-atom energies
                                                                  └──► q, h ──► Coulomb, dispersion (SO3LR)
@@ -16,7 +17,7 @@ import haiku as hk
 import jax.numpy as jnp
 import numpy as np
 
-from so3krates_hk.config import SO3kratesConfig
+from so3krates_hk.config import SO3kratesConfig, SO3LRConfig
 from so3krates_hk.graph import Graph, segment_sum
 from so3krates_hk.layers.attention import EdgeFeatures
 from so3krates_hk.layers.block import SO3kratesLayer
@@ -39,7 +40,8 @@ class SO3kratesOutput(NamedTuple):
 
 
 def edge_features(graph: Graph, config: SO3kratesConfig, r_cutoff: float) -> EdgeFeatures:
-    """β, φ and Y on the short-range edges (SPEC §3); φ is 0 on masked edges, which silences them everywhere."""
+    """β, φ and Y on the short-range edges (docs/model.md, "Edge geometry"); φ is 0 on masked edges, which silences
+    them everywhere."""
     d = graph.distances
     cut = get_cutoff_fn(config.cutoff_fn)(d, r_cutoff) * graph.mask
     return EdgeFeatures(
@@ -54,7 +56,8 @@ def edge_features(graph: Graph, config: SO3kratesConfig, r_cutoff: float) -> Edg
 
 
 class SO3krates(hk.Module):
-    """The SO3krates transformer: initial embeddings (SPEC §5) and T interaction layers (§6)."""
+    """The SO3krates transformer: initial embeddings and T interaction layers (docs/model.md, "Initial features",
+    "Interaction layer")."""
 
     def __init__(
         self,
@@ -136,7 +139,7 @@ def _rematerialised(layer, x, ev, edges: EdgeFeatures):
 
 
 def energy_head(config: SO3kratesConfig, num_species: int, x: jnp.ndarray, species: jnp.ndarray) -> jnp.ndarray:
-    """E^nn_i (SPEC §7.1)."""
+    """E^nn_i (docs/model.md, "Heads")."""
     return EnergyHead(
         num_species,
         config.energy_regression_dim,
@@ -171,76 +174,73 @@ def so3krates_energy(
 
 
 class LongRangePairs(NamedTuple):
-    """Long-range pairs (SPEC §2.3): the graph and its multiplicity c (1 each pair once, ½ both directions)."""
+    """Long-range pairs (docs/model.md, "Graphs"): the graph and its multiplicity c (1 each pair once, ½ both
+    directions)."""
 
     graph: Graph
     multiplicity: float
 
 
 # SO3LR's parameter tables: the atom-type, charge and spin query tables have 119 rows indexed by Z; the charge
-# bias and Hirshfeld tables have 100 (trap T16).
+# bias and Hirshfeld tables have 100 (docs/model.md, "Heads").
 SO3LR_NUM_SPECIES = 119
 SO3LR_HEAD_SPECIES = 100
 
 
 def so3lr_energy(
-    config: SO3kratesConfig,
-    r_cutoff: float,
-    avg_num_neighbors: float,
+    config: SO3LRConfig,
     atomic_numbers: jnp.ndarray,
     graph: Graph,
     lr: Optional[LongRangePairs],
     node_mask: jnp.ndarray,
     total_charge,
     num_unpaired_electrons,
-    zbl: bool = True,
-    electrostatics: bool = True,
-    dispersion: bool = True,
-    lr_cutoff: Optional[float] = 12.0,
-    dispersion_damping: float = 2.0,
-    electrostatic_energy_scale: float = 4.0,
-    dispersion_energy_scale: float = 1.2,
     remat: bool = False,
     global_sum: Optional[GlobalSum] = None,
 ) -> tuple[jnp.ndarray, dict]:
-    """Per-atom SO3LR energies E_i = E^nn + E^zbl + E^el + E^disp (SPEC §9.1), and all components.
+    """Per-atom SO3LR energies E_i = E^nn + E^zbl + E^el + E^disp (docs/model.md,
+    "Assembly and forces"), and all components.
 
-    ``global_sum`` replaces the sums over the whole structure (embedding normalisers, N and Σ q̃ of the charge
-    neutralisation); see ``layers.embedding.GlobalSum``."""
+    ``config`` holds the transformer's hyperparameters, the cutoffs and which physical terms are on; ``lr`` is None
+    when no long-range term is. ``global_sum`` replaces the sums over the whole structure (embedding normalisers,
+    N and Σ q̃ of the charge neutralisation) when the structure is split over processes; see
+    ``layers.embedding.GlobalSum``.
+    """
     Z = atomic_numbers
     dtype = graph.vectors.dtype
-    feats = SO3krates(config, SO3LR_NUM_SPECIES, r_cutoff, avg_num_neighbors, remat, global_sum)(
+    tf = config.so3krates
+    feats = SO3krates(tf, SO3LR_NUM_SPECIES, config.r_cutoff, config.avg_num_neighbors, remat, global_sum)(
         Z, graph, node_mask, total_charge, num_unpaired_electrons
     )
     x = feats.x
-    act = get_activation(config.energy_activation_fn)
+    act = get_activation(tf.energy_activation_fn)
     zeros = jnp.zeros(Z.shape, dtype)
 
-    e_nn = jnp.where(node_mask, energy_head(config, SO3LR_NUM_SPECIES, x, Z), 0.0)
+    e_nn = jnp.where(node_mask, energy_head(tf, SO3LR_NUM_SPECIES, x, Z), 0.0)
     q = PartialChargeHead(SO3LR_HEAD_SPECIES, act)(x, Z, jnp.asarray(total_charge, dtype), node_mask, global_sum)
     h = HirshfeldHead(SO3LR_HEAD_SPECIES, act)(x, Z, node_mask)
 
     e_zbl = zeros
-    if zbl:
+    if config.zbl:
         last = Z.shape[0] - 1
         i, j = jnp.minimum(graph.centers, last), jnp.minimum(graph.neighbors, last)
         pair = ZBLRepulsion()(graph.distances, Z[i], Z[j], feats.edges.cut)
         e_zbl = segment_sum(pair, graph)
 
     e_el, e_disp = zeros, zeros
-    if lr is not None and (electrostatics or dispersion):
+    if lr is not None and config.long_range:
         g = lr.graph
         N = Z.shape[0]
         i, j = jnp.minimum(g.centers, N - 1), jnp.minimum(g.neighbors, N - 1)
-        if electrostatics:
+        if config.electrostatics:
             pair = coulomb_pair_energy(
-                g.distances, q[i], q[j], lr_cutoff, electrostatic_energy_scale, lr.multiplicity
+                g.distances, q[i], q[j], config.lr_cutoff, config.electrostatic_energy_scale, lr.multiplicity
             )
             e_el = segment_sum(jnp.where(g.mask, pair, 0.0), g)
-        if dispersion:
+        if config.dispersion:
             pair = dispersion_pair_energy(
-                g.distances, Z[i], Z[j], h[i], h[j], g.mask, lr_cutoff, dispersion_damping,
-                dispersion_energy_scale, lr.multiplicity,
+                g.distances, Z[i], Z[j], h[i], h[j], g.mask, config.lr_cutoff, config.dispersion_damping,
+                config.dispersion_energy_scale, lr.multiplicity,
             )  # fmt: skip
             e_disp = segment_sum(pair, g)
 

@@ -94,8 +94,9 @@ def check_charge_spin(atomic_numbers, total_charge, num_unpaired_electrons, mask
     """Q must be an integer and S a non-negative integer. With ``check_parity``, S must also have the parity of the
     electron count ΣZ − Q and not exceed it.
 
-    SO3LR defines S as the number of unpaired electrons (spin multiplicity − 1), SPEC §2.1. The original itself does
-    not enforce the parity (SPEC §13 tabulates Q = ±1 with S = 0 for even-electron molecules), hence the switch.
+    SO3LR defines S as the number of unpaired electrons, spin multiplicity − 1 (docs/model.md, "Notation and
+    hyperparameters"). The original itself does not enforce the parity (its reference components include Q = ±1 with S =
+    0 for even-electron molecules), hence the switch.
     """
     for name, v in (("total_charge", total_charge), ("num_unpaired_electrons", num_unpaired_electrons)):
         if np.size(v) != 1:

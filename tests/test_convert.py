@@ -157,3 +157,17 @@ def test_converted_params_work_in_float64_and_float32():
         _, apply_fn = so3lr_neighborlist_pp(disp)
         e = apply_fn(params, R, sr, lr, jnp.asarray(s.atomic_numbers))
         assert e.dtype == dtype and abs(float(e) + 94.8995) < 1e-3
+
+
+@pytest.mark.parametrize("force_error, rc, verdict", [(2e-5, 1, "FAIL"), (5e-6, 0, "PASS")])
+def test_convert_check_fails_on_a_force_error_alone(monkeypatch, capsys, force_error, rc, verdict):
+    """Energies within their limits, one force error over 1e-5 eV/Å: the check must say FAIL and exit 1."""
+    import so3krates_hk.data.parity as parity
+
+    def report(params, names=None, dtype=jnp.float64):
+        return [dict(name="dha", atoms=56, energy=-1.0, energy_ref=-1.0, energy_error=0.0, force_error=force_error),
+                dict(name="water", atoms=1536, energy=-2.0, energy_ref=-2.0, energy_error=1e-7, force_error=1e-7)]
+
+    monkeypatch.setattr(parity, "parity_report", report)
+    assert main(["convert", "--check"]) == rc
+    assert f"float64 parity: {verdict}" in capsys.readouterr().out

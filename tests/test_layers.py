@@ -1,4 +1,4 @@
-"""Building blocks against SPEC formulas and the reference intermediates of dha (SPEC §3, §13)."""
+"""Building blocks against the equations of docs/model.md and the reference intermediates of dha."""
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +38,7 @@ def test_bernstein_basis_matches_reference(ref, ref_graph):
 
 
 def test_bernstein_gamma_is_float32_rounded():
-    # Trap T1: the float32 rounding of 1/(2 a0), not the exact value.
+    # docs/model.md, "Edge geometry": the float32 rounding of 1/(2 a0), not the exact value.
     assert BERNSTEIN_GAMMA == float(np.float32(1 / (2 * 0.5291772105638411)))
     assert BERNSTEIN_GAMMA != 1 / (2 * 0.5291772105638411)
 
@@ -91,7 +91,7 @@ def test_spherical_harmonics_follow_spec_table():
 
 
 def test_contraction_of_harmonics_is_sqrt_2l_plus_1_over_4pi():
-    # Σ_m Y_lm² = (2l+1)/4π (integral normalisation), and c_l = that / √(2l+1) (trap T12).
+    # Σ_m Y_lm² = (2l+1)/4π (integral normalisation), and c_l = that / √(2l+1) (docs/model.md, "Edge geometry").
     v = jnp.asarray(np.random.default_rng(1).normal(size=(7, 3)))
     c = degree_contraction(spherical_harmonics(v))
     expected = np.sqrt(2 * np.arange(1, 5) + 1) / (4 * np.pi)

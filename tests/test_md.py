@@ -95,6 +95,19 @@ def test_restart_equals_an_uninterrupted_run(system, tmp_path):
         np.testing.assert_array_equal(traj_c.steps, np.arange(105, 201, 5))
 
 
+def test_steps_are_honoured_exactly(system):
+    """35 steps with blocks of 20 run 20 + 15 (a shorter last block), not 20 or 40."""
+    sim = Simulation(Potential(system["build"], 14 * 13), {"neighbor": system["nl"]}, system["shift"], 1.0,
+                     settings())  # fmt: skip
+    state0 = sim.init_state(system["R"])
+    state35, traj = sim.run(state0, steps=35)
+    np.testing.assert_array_equal(traj.steps, np.arange(5, 36, 5))
+    state20, _ = sim.run(state0, steps=20)
+    state20_15, _ = sim.run(state20, steps=15)
+    np.testing.assert_array_equal(np.asarray(state35.position), np.asarray(state20_15.position))
+    assert not np.array_equal(np.asarray(state35.position), np.asarray(state20.position))
+
+
 def test_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(system, tmp_path):
     def build(max_edges):
         energy, count = system["build"](max_edges)
@@ -137,28 +150,92 @@ def test_so3lr_nve_conserves_energy_float64_dha(tmp_path):
     cons = log["conserved_eV"]
     n = 56
     assert np.ptp(cons) / n < 5e-5  # fluctuation of the conserved energy, eV/atom, with 0.25 fs
-    assert abs(summary["conserved_drift_eV_per_atom_per_ps"]) < 1e-3
+    # The limit the README states for the 10-ps run (measured there: -1.9e-7); the same trajectory's first 0.2 ps
+    # (benchmarks/results/nve-dha-10ps-cpu-2026-12-01/log.csv, steps <= 800) fits -1.4e-6 eV/atom/ps.
+    assert abs(summary["conserved_drift_eV_per_atom_per_ps"]) < 1e-4
     # started at 300 K: equipartition leaves ~150 K; a start from rest would only reach the ~60 K of relaxation
     assert log["temperature_K"].mean() > 120
 
 
-def test_md_cli_writes_complete_outputs_and_restarts(tmp_path):
+def _log_steps(path):
+    return np.atleast_1d(np.genfromtxt(path, delimiter=",", names=True)["step"]).astype(int).tolist()
+
+
+def test_md_cli_runs_exactly_the_steps_asked_and_appends_on_restart(tmp_path):
+    import ase.io
+
     from so3krates_hk.cli import main
 
     out = str(tmp_path / "md")
     args = ["md", "--structure", "dha", "--output", out, "--ensemble", "nvt_langevin", "--dt-fs", "0.5",
-            "--steps", "40", "--record-every", "10", "--block", "20", "--checkpoint-every", "20", "--no-progress"]
-    assert main(args) == 0
+            "--steps", "50", "--record-every", "10", "--block", "20", "--checkpoint-every", "20", "--no-progress"]
+    assert main(args) == 0  # 50 steps in blocks of 20: 20 + 20 + 10
     run = json.load(open(os.path.join(out, "run.json")))
-    assert run["steps_done"] == 40 and run["frames"] == 4
+    assert run["steps_done"] == 50 and run["frames"] == 5
+    with open(os.path.join(out, "trajectory.xyz"), "rb") as f:
+        first = f.read()
     assert main(["md", "--output", out, "--restart", "--steps", "80", "--no-progress"]) == 0
     run = json.load(open(os.path.join(out, "run.json")))
     assert run["steps_done"] == 80 and run["frames"] == 8
-    import ase.io
-
+    with open(os.path.join(out, "trajectory.xyz"), "rb") as f:
+        assert f.read().startswith(first)  # appended, the first run's frames untouched
     frames = ase.io.read(os.path.join(out, "trajectory.xyz"), index=":")
     assert [a.info["step"] for a in frames] == [10, 20, 30, 40, 50, 60, 70, 80]
+    assert _log_steps(os.path.join(out, "log.csv")) == [10, 20, 30, 40, 50, 60, 70, 80]
     assert not [f for f in os.listdir(out) if f.startswith(".tmp-")]
+
+
+@pytest.mark.slow
+def test_md_restart_after_sigkill_loses_nothing_written(tmp_path):
+    """Kill a real `so3krates-hk md` process mid-run (SIGKILL), restart it: every frame written before the kill is
+    kept byte for byte, half a frame left after the checkpoint goes, and the run ends with each step once."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import ase.io
+
+    from so3krates_hk.md.simulation import checkpoint_extra
+
+    out = tmp_path / "md"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                       os.environ.get("PYTHONPATH", "")]))  # fmt: skip
+    cmd = [sys.executable, "-m", "so3krates_hk.cli", "md", "--structure", "dha", "--output", str(out),
+           "--ensemble", "nvt_langevin", "--steps", "100000", "--record-every", "10", "--block", "20",
+           "--checkpoint-every", "20", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = out / "log.csv"
+    deadline = time.time() + 600
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) >= 1 + 6:  # three checkpoints of two frames
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    step = int(np.load(out / "checkpoint.npz")["step"])
+    sizes = checkpoint_extra(str(out / "checkpoint.npz"))
+    kept = {name: (out / name).read_bytes()[: int(sizes[key])]
+            for name, key in (("trajectory.xyz", "trajectory_bytes"), ("log.csv", "log_bytes"))}  # fmt: skip
+    assert step >= 60 and kept["log.csv"].count(b"\n") == 1 + step // 10
+    with open(out / "trajectory.xyz", "ab") as f:  # what a kill during a write leaves: half a frame
+        f.write(b"56\nProperties=species:S:1:pos:R:3 step=999\nC 0.0 0.")
+
+    total = step + 40
+    p = subprocess.run([sys.executable, "-m", "so3krates_hk.cli", "md", "--output", str(out), "--restart",
+                        "--steps", str(total), "--no-progress"], env=env, capture_output=True, text=True,
+                       timeout=600)  # fmt: skip
+    assert p.returncode == 0, p.stderr[-2000:]
+    for name, before in kept.items():
+        assert (out / name).read_bytes().startswith(before)
+    expected = list(range(10, total + 1, 10))
+    assert [a.info["step"] for a in ase.io.read(out / "trajectory.xyz", index=":")] == expected
+    assert _log_steps(out / "log.csv") == expected
+    run = json.load(open(out / "run.json"))
+    assert run["steps_done"] == total and run["frames"] == len(expected)
 
 
 def test_md_cli_rejects_bad_structures(tmp_path):

@@ -116,13 +116,20 @@ def test_fractional_coordinates_periodic_general_equal_cartesian():
     _, apply_f = so3krates_neighborlist_pp(disp_f, CUTOFF, n_species=3, avg_num_neighbors=4.0, **SMALL)
     e_f, g_f = jax.value_and_grad(apply_f, argnums=1)(params, frac, nb_f, species)
     assert rel(e_f, e_c) <= 1e-10
-    # jax-md's periodic_general makes the gradient with respect to fractional input Cartesian (SPEC §9.2).
+    # jax-md's periodic_general makes the gradient with respect to fractional input Cartesian (docs/model.md,
+    # "Assembly and forces").
     assert rel(g_f, g_c) <= 1e-9
 
-    # The box as a dynamic keyword (bound into the displacement, chemutils style).
-    disp_k, _ = jax_md.space.periodic_general(cell, fractional_coordinates=True)
-    e_k = apply_f(params, frac, nb_f, species, box=cell)
+    # The box as a dynamic keyword (chemutils style): the displacement is bound to a wrong, larger box, and only the
+    # keyword gives the right one, so ignoring ``box=`` would change the energy.
+    wrong = cell * 1.3
+    disp_k, _ = jax_md.space.periodic_general(wrong, fractional_coordinates=True)
+    _, apply_k = so3krates_neighborlist_pp(disp_k, CUTOFF, n_species=3, avg_num_neighbors=4.0, **SMALL)
+    e_k, g_k = jax.value_and_grad(apply_k, argnums=1)(params, frac, nb_f, species, box=cell)
     assert rel(e_k, e_c) <= 1e-10
+    assert rel(g_k, g_c) <= 1e-9
+    e_wrong = apply_k(params, frac, nb_f, species)
+    assert rel(e_wrong, e_c) > 1e-4  # the bound box alone gives another energy (1e-3 here): the keyword mattered
 
 
 def test_masked_atoms_inside_the_system_change_nothing(mol):
@@ -142,8 +149,13 @@ def test_masked_atoms_inside_the_system_change_nothing(mol):
     assert bool(jnp.all(g_ghost[len(R):] == 0.0))
     grads = jax.grad(lambda p: mol["apply"](p, ghost, nbrs, species=ghost_species, mask=mask))(mol["params"])
     assert tree_all_finite(grads)
-    per_atom = mol["apply"](mol["params"], ghost, nbrs, species=ghost_species, mask=mask) * 0
-    assert per_atom == 0
+    # Per atom: the ghosts carry exactly zero energy, the real atoms exactly what they carry without the ghosts.
+    _, apply_pp = so3krates_neighborlist_pp(mol["disp"], CUTOFF, n_species=4, avg_num_neighbors=5.0,
+                                            per_particle=True, **SMALL)  # fmt: skip
+    per_atom = apply_pp(mol["params"], ghost, nbrs, species=ghost_species, mask=mask)
+    per_atom_ref = apply_pp(mol["params"], R, mol["nbrs"], species=species)
+    assert bool(jnp.all(per_atom[len(R):] == 0.0))
+    assert rel(per_atom[: len(R)], per_atom_ref) <= 1e-12
 
 
 def test_padded_edges_give_no_nan(mol):

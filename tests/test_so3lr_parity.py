@@ -1,5 +1,6 @@
-"""Parity with the original SO3LR (SPEC §13): bundled *_jaxmd.npz references, the component table, and dha layer by
-layer. Tolerances are the project's definition of correct; they are never loosened to make a test pass."""
+"""Parity with the original SO3LR (docs/model.md, "Reference data"): bundled *_jaxmd.npz references, the component
+table, and dha layer by layer. Tolerances are the project's definition of correct; they are never loosened to make a
+test pass."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +9,7 @@ from helpers import DATA, free_lists, with_pairs
 
 from so3krates_hk import pretrained, so3lr_neighborlist_pp
 from so3krates_hk._compat import partition
-from so3krates_hk.data import REFERENCE_MOLECULES, SPEC_COMPONENTS, reference_result
+from so3krates_hk.data import REFERENCE_MOLECULES, REFERENCE_COMPONENTS, reference_result
 from so3krates_hk.data.parity import COMPONENTS, reference_system, so3lr_on_reference
 
 
@@ -38,8 +39,8 @@ def test_water_1536_periodic_matches_original_float64(params):
     e_ref, f_ref = reference_result("water")
     assert abs(float(out["energy"]) - e_ref) <= 1e-4
     assert float(np.abs(out["forces"] - f_ref).max()) <= 5e-4
-    # SPEC §13 components for water (ZBL carries float32 noise, SPEC §10: ≲ 2e-7·|E_zbl|).
-    spec = SPEC_COMPONENTS[("water", 0, 0)]
+    # The original's components for water (ZBL carries float32 noise, docs/model.md, "Precision": ≲ 2e-7·|E_zbl|).
+    spec = REFERENCE_COMPONENTS[("water", 0, 0)]
     for k, v in zip(COMPONENTS, spec):
         limit = 2e-7 * abs(spec[2]) if k in ("energy", "energy_zbl") else 1e-6
         assert abs(float(out[k]) - v) <= limit, k
@@ -49,7 +50,7 @@ def test_water_1536_periodic_matches_original_float64(params):
 @pytest.mark.parametrize("q,s", [(0, 0), (1, 0), (-1, 0), (0, 2)])
 def test_spec_component_table(params, systems, name, q, s):
     out = so3lr_on_reference(params, systems[name], jnp.float64, float(q), float(s), forces=False)
-    for k, v in zip(COMPONENTS, SPEC_COMPONENTS[(name, q, s)]):
+    for k, v in zip(COMPONENTS, REFERENCE_COMPONENTS[(name, q, s)]):
         assert abs(float(out[k]) - v) <= 1e-6, f"{k}: {float(out[k]) - v:.2e}"
 
 
@@ -77,7 +78,7 @@ def test_dha_layer_by_layer(params):
             assert float(np.abs(np.asarray(out[ours])).max()) == 0.0, ours
             continue
         assert rel(out[ours], ref[theirs]) <= 1e-9, ours
-    # ZBL is a float32 island (SPEC §10, P2): its floor is ~2e-7 relative.
+    # ZBL is a float32 island (docs/model.md, "Precision", P2): its floor is ~2e-7 relative.
     assert rel(out["energy_zbl"], ref["e_zbl"]) <= 2e-7
     assert abs(float(out["energy"]) - float(ref["energy"])) <= 1e-6
 

@@ -42,7 +42,7 @@ def test_ordered_and_full_long_range_lists_agree(dha):
     e_full = apply_full(dha["params"], dha["R"], dha["sr"], dha["lr_full"], dha["Z"])
     e_ord = apply_ord(dha["params"], dha["R"], dha["sr"], dha["lr"], dha["Z"])
     assert abs(float(e_full - e_ord)) <= 1e-10
-    # A full list declared as ordered would double both long-range terms (trap T4): refused.
+    # A full list declared as ordered would double both long-range terms (docs/model.md, "Graphs"): refused.
     with pytest.raises(InputError, match="double or halve"):
         apply_ord(dha["params"], dha["R"], dha["sr"], dha["lr_full"], dha["Z"])
 
@@ -183,3 +183,26 @@ def test_to_jax_md_runs_nve_with_pretrained_weights(dha):
         e0 = tot if e0 is None else e0
     assert not bool(nbrs.did_buffer_overflow) and not bool(nbrs_lr.did_buffer_overflow)
     assert abs(tot - e0) <= 1e-4
+
+
+def test_so3lr_config_is_checked_and_carried_by_the_factory():
+    """The SO3LR energy's settings are one checked dataclass; the factory builds it from its arguments."""
+    from so3krates_hk.config import SO3LRConfig, SO3kratesConfig
+    from so3krates_hk._compat import jax_md
+
+    default = SO3LRConfig()
+    assert default.so3krates == SO3kratesConfig(use_charge_embed=True, use_spin_embed=True)
+    assert (default.r_cutoff, default.lr_cutoff, default.dispersion_damping) == (4.5, 12.0, 2.0)
+    for bad, match in [(dict(r_cutoff=0.0), "r_cutoff"), (dict(lr_cutoff=-12.0), "lr_cutoff"),
+                       (dict(dispersion_damping=13.0), "must not exceed lr_cutoff"), (dict(zbl=1), "'zbl'"),
+                       (dict(electrostatic_energy_scale="4"), "electrostatic_energy_scale")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            SO3LRConfig(**bad)
+    assert SO3LRConfig(lr_cutoff=None, dispersion_damping=0.0).lr_cutoff is None  # untruncated: no switch width
+
+    displacement, _ = jax_md.space.free()
+    _, apply_fn = so3lr_neighborlist_pp(displacement, lr_cutoff=10.0, dispersion=False, num_layers=2)
+    cfg = apply_fn.so3lr_config
+    assert (cfg.lr_cutoff, cfg.dispersion, cfg.so3krates.num_layers, cfg.long_range) == (10.0, False, 2, True)
+    with pytest.raises(ValueError, match="dispersion_damping"):
+        so3lr_neighborlist_pp(displacement, lr_cutoff=1.0)

@@ -108,9 +108,9 @@ def reference_result(name: str) -> tuple[float, np.ndarray]:
         return float(data["energy"]), np.array(data["forces"])
 
 
-# SPEC §13: per-component energies (eV) of the original at total charge Q and unpaired electrons S,
-# ordered (total, nn, zbl, elec, disp).
-SPEC_COMPONENTS: dict[tuple[str, int, int], tuple[float, float, float, float, float]] = {
+# The original's per-component energies (eV, docs/model.md, "Reference data") at total charge Q and unpaired
+# electrons S, ordered (total, nn, zbl, elec, disp).
+REFERENCE_COMPONENTS: dict[tuple[str, int, int], tuple[float, float, float, float, float]] = {
     ("atat", 0, 0): (-110.57581783053112, -109.76224489671205, 5.476252431143418, -5.193433492400086, -1.0963918725621158),
     ("atat", 1, 0): (-110.91988839052391, -110.272527324854, 5.476252431143418, -5.046195651466945, -1.0774180141423688),
     ("atat", -1, 0): (-109.3021590213487, -109.56915807226613, 5.476252431143418, -4.103837683459872, -1.1054157658533064),

@@ -1,7 +1,7 @@
 """SO3LR on the bundled reference structures, set up exactly as the reference runs were (``so3krates_hk.data``).
 
 Used by ``so3krates-hk convert --check`` and by the parity tests; the reference numbers themselves come only from
-the bundled files of the original code (``*_jaxmd.npz``) and SPEC §13.
+the bundled files of the original code (``*_jaxmd.npz``) and docs/model.md, "Reference data".
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from so3krates_hk._compat import jax_md, partition
-from so3krates_hk.data import REFERENCE_NAMES, SPEC_COMPONENTS, Structure, reference_result, reference_structure
+from so3krates_hk.data import REFERENCE_NAMES, REFERENCE_COMPONENTS, Structure, reference_result, reference_structure
 from so3krates_hk.factory import so3lr_neighborlist_pp
 
 COMPONENTS = ("energy", "energy_nn", "energy_zbl", "energy_elec", "energy_disp")
@@ -101,7 +101,7 @@ def parity_report(params, names=REFERENCE_NAMES, dtype=jnp.float64) -> list[dict
             energy_error=abs(float(out["energy"]) - e_ref),
             force_error=float(np.abs(out["forces"] - f_ref).max()),
         )
-        spec = SPEC_COMPONENTS.get((name, 0, 0))
+        spec = REFERENCE_COMPONENTS.get((name, 0, 0))
         if spec is not None:
             row["component_errors"] = {k: abs(float(out[k]) - v) for k, v in zip(COMPONENTS, spec)}
         rows.append(row)
@@ -109,7 +109,8 @@ def parity_report(params, names=REFERENCE_NAMES, dtype=jnp.float64) -> list[dict
 
 
 def component_errors(params, name: str, q: int, s: int, system: Optional[ReferenceSystem] = None) -> dict[str, float]:
-    """|ours − SPEC §13| for each energy component at total charge q and s unpaired electrons (float64)."""
+    """|ours − the original's component| for each energy component at total charge q and s unpaired electrons
+    (float64)."""
     system = system or reference_system(name)
     out = so3lr_on_reference(params, system, jnp.float64, float(q), float(s), forces=False)
-    return {k: abs(float(out[k]) - v) for k, v in zip(COMPONENTS, SPEC_COMPONENTS[(name, q, s)])}
+    return {k: abs(float(out[k]) - v) for k, v in zip(COMPONENTS, REFERENCE_COMPONENTS[(name, q, s)])}

@@ -143,6 +143,19 @@ class LocalModel:
             hyper.setdefault("use_charge_embed", True)
             hyper.setdefault("use_spin_embed", True)
         config = SO3kratesConfig.from_kwargs(**hyper)
+        so3lr_config = None
+        if spec.kind == "so3lr":
+            from so3krates_hk.config import SO3LR_AVG_NUM_NEIGHBORS, SO3LRConfig
+
+            so3lr_config = SO3LRConfig(
+                so3krates=config, r_cutoff=spec.r_cutoff,
+                avg_num_neighbors=float(kw.get("avg_num_neighbors", SO3LR_AVG_NUM_NEIGHBORS)),
+                lr_cutoff=spec.lr_cutoff, dispersion_damping=kw.get("dispersion_damping", 2.0),
+                zbl=kw.get("zbl", True), electrostatics=kw.get("electrostatics", True),
+                dispersion=kw.get("dispersion", True),
+                electrostatic_energy_scale=kw.get("electrostatic_energy_scale", 4.0),
+                dispersion_energy_scale=kw.get("dispersion_energy_scale", 1.2),
+            )  # fmt: skip
 
         def displacement(Ra, Rb):
             return Ra - Rb
@@ -162,14 +175,8 @@ class LocalModel:
                 if spec.lr_cutoff is not None:
                     lr_graph = build_graph(displacement, R, _Pairs(lr_idx), spec.lr_cutoff, node_mask, None)
                     lr = LongRangePairs(lr_graph, 0.5)
-                per_atom, _ = so3lr_energy(
-                    config, spec.r_cutoff, float(kw.get("avg_num_neighbors", 13.168995780096482)), species, graph,
-                    lr, node_mask, charge, spin, zbl=kw.get("zbl", True),
-                    electrostatics=kw.get("electrostatics", True), dispersion=kw.get("dispersion", True),
-                    lr_cutoff=spec.lr_cutoff, dispersion_damping=kw.get("dispersion_damping", 2.0),
-                    electrostatic_energy_scale=kw.get("electrostatic_energy_scale", 4.0),
-                    dispersion_energy_scale=kw.get("dispersion_energy_scale", 1.2), global_sum=global_sum,
-                )  # fmt: skip
+                per_atom, _ = so3lr_energy(so3lr_config, species, graph, lr, node_mask, charge, spin,
+                                           global_sum=global_sum)  # fmt: skip
             else:
                 per_atom, _ = so3krates_energy(
                     config, spec.n_species, spec.r_cutoff, float(kw["avg_num_neighbors"]), species, graph, node_mask,

@@ -1,5 +1,5 @@
 """Euclidean attention: filters, queries/keys/values, attention coefficients without softmax, aggregation
-(SPEC §6.1–§6.4).
+(docs/model.md, "Interaction layer").
 
 For an edge (i, j), i the centre that receives and j its neighbour:
 
@@ -9,10 +9,10 @@ For an edge (i, j), i the centre that receives and j its neighbour:
     α²_ij^(l) = φ(d_ij) / n̄ · Σ_a q2_i^(l)[a] w²_ij^(l)[a] k2_j^(l)[a]       (one per degree l)
     Δx_i^(h)  = Σ_j α¹_ij^(h) v_j^(h)          Δε_i,lm = Σ_j α²_ij^(l) Y_lm(r̂_ij)
 
-There is no softmax and no √d scaling, only the constant message normaliser n̄ (trap T8). The query/key/value maps
-are block-diagonal: x is split into contiguous blocks (one per head for family 1, one per degree for family 2),
-each with its own square matrix, stored here as ``[block, in, out]`` (SO3LR stores ``[block, out, in]``; the
-converter transposes, trap T6).
+There is no softmax and no √d scaling, only the constant message normaliser n̄ (docs/model.md, "Interaction layer"). The
+query/key/value maps are block-diagonal: x is split into contiguous blocks (one per head for family 1, one per degree
+for family 2), each with its own square matrix, stored here as ``[block, in, out]`` (SO3LR stores ``[block, out, in]``;
+the converter transposes them; docs/model.md, "Interaction layer").
 
 Both filters are symmetric in (i, j): β and φ depend on d_ij, and c(ε_j − ε_i) is quadratic. Edges therefore come as
 unordered pairs {i, j} (``graph.build_graph(pairs=True)``): the filter networks, which carry ~90 % of the FLOPs, run
@@ -85,7 +85,7 @@ def _block_matrix(name: str, blocks: int, width: int, dtype) -> jnp.ndarray:
 
 
 class EuclideanAttention(hk.Module):
-    """One Euclidean attention update (Δx, Δε) of an SO3krates layer (SPEC §6.1–§6.4)."""
+    """One Euclidean attention update (Δx, Δε) of an SO3krates layer (docs/model.md, "Interaction layer")."""
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""One SO3krates layer: attention → add → LN₁ → residual MLP 1 → exchange → (residual MLP 2) → LN₂ (SPEC §6, T28).
+"""One SO3krates layer: attention → add → LN₁ → residual MLP 1 → exchange → (residual MLP 2) → LN₂ (docs/model.md,
+"Interaction layer").
 
 The exchange block (§6.7) couples invariant and equivariant features with one dense layer and no activation:
 
@@ -18,7 +19,7 @@ from so3krates_hk.layers.harmonics import degree_contraction, expand_degrees
 
 
 class ExchangeBlock(hk.Module):
-    """Feature exchange between x and ε (SPEC §6.7)."""
+    """Feature exchange between x and ε (docs/model.md, "Interaction layer")."""
 
     def __init__(self, degrees: Sequence[int], name: Optional[str] = "exchange_block"):
         super().__init__(name=name)
@@ -33,7 +34,7 @@ class ExchangeBlock(hk.Module):
 
 
 class SO3kratesLayer(hk.Module):
-    """An SO3krates interaction layer (SPEC §6.1–§6.9)."""
+    """An SO3krates interaction layer (docs/model.md, "Interaction layer")."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Cutoff and switching functions (SPEC §3.3, §8.0).
+"""Cutoff and switching functions (docs/model.md, "Edge geometry"; docs/model.md, "Physical terms").
 
 * ``phys_cutoff``: φ(d) = 1 − 6t⁵ + 15t⁴ − 10t³ with t = d / r_c for d < r_c, else 0. φ(0) = 1, and φ, φ′, φ″
   vanish at r_c. Multiplies the attention coefficients and the ZBL Coulomb prefactor, never the radial basis.
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 
 def phys_cutoff(d: jnp.ndarray, r_cut: float) -> jnp.ndarray:
-    """The "phys" polynomial cutoff φ(d) (SPEC §3.3), written in the original's term order."""
+    """The "phys" polynomial cutoff φ(d) (docs/model.md, "Edge geometry"), written in the original's term order."""
     t = d / r_cut
     poly = 1 - 6 * t**5 + 15 * t**4 - 10 * t**3
     return jnp.where(d < r_cut, poly, 0.0)
@@ -47,7 +47,7 @@ def _sigma(y: jnp.ndarray) -> jnp.ndarray:
 
 
 def smooth_switch(x: jnp.ndarray, x_on: float, x_off: float) -> jnp.ndarray:
-    """Sw(x; x_on, x_off) (SPEC §8.0): 1 for x ≤ x_on, 0 for x ≥ x_off."""
+    """Sw(x; x_on, x_off) (docs/model.md, "Physical terms"): 1 for x ≤ x_on, 0 for x ≥ x_off."""
     t = (x - x_on) / (x_off - x_on)
     a = _sigma(1 - t)
     b = _sigma(t)

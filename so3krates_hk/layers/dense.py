@@ -37,13 +37,15 @@ def get_activation(name: str | Activation) -> Activation:
 def two_layer_filter(
     inputs: jnp.ndarray, hidden: int, out: int, activation: Activation, names: Sequence[str]
 ) -> jnp.ndarray:
-    """act(x W₁ + b₁) W₂ + b₂: the filter networks of SPEC §6.1 and the hidden+final pair of every head."""
+    """act(x W₁ + b₁) W₂ + b₂: the filter networks and the hidden+final pair of every head
+    (docs/model.md, "Interaction layer", "Heads")."""
     h = activation(hk.Linear(hidden, name=names[0])(inputs))
     return hk.Linear(out, name=names[1])(h)
 
 
 def residual_mlp(x: jnp.ndarray, activation: Activation, name: str) -> jnp.ndarray:
-    """The residual branch of SPEC §6.6: act(act(x) M₁ + m₁) M₂ + m₂ (activation *before* the first layer).
+    """The residual MLP branch (docs/model.md, "Interaction layer"): act(act(x) M₁ + m₁) M₂ + m₂ (activation *before*
+    the first layer).
 
     Parameters live under ``{name}_layer_1`` and ``{name}_layer_2``; the caller adds the result to x.
     """
@@ -53,7 +55,7 @@ def residual_mlp(x: jnp.ndarray, activation: Activation, name: str) -> jnp.ndarr
 
 
 class LayerNorm(hk.Module):
-    """LayerNorm over the last axis with SO3LR's (flax's) statistics (SPEC §6.5, trap T11).
+    """LayerNorm over the last axis with SO3LR's (flax's) statistics (docs/model.md, "Interaction layer").
 
     LN(x) = (x − μ) / sqrt(σ² + ε) · γ + β, with μ = mean(x), σ² = max(mean(x²) − μ², 0) and ε = 1e-6.
     """

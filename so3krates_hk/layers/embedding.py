@@ -1,4 +1,4 @@
-"""Initial node features: atom-type, total-charge and spin embeddings (SPEC §5).
+"""Initial node features: atom-type, total-charge and spin embeddings (docs/model.md, "Initial features").
 
 x⁰_i = (e^Z_i + e^Q_i + e^S_i) / √(number of embedding modules);  ε⁰_i = 0.
 """
@@ -20,7 +20,8 @@ path and what is summed); ``per_atom`` is zero on masked atoms. The default is `
 
 
 class AtomTypeEmbedding(hk.Module):
-    """e^Z_i = A[Z_i] (SPEC §5.1). A has ``num_species`` rows, indexed directly by species (SO3LR: by Z, 119 rows)."""
+    """e^Z_i = A[Z_i] (docs/model.md, "Initial features"). A has ``num_species`` rows, indexed directly by species
+    (SO3LR: by Z, 119 rows)."""
 
     def __init__(self, num_species: int, num_features: int, name: Optional[str] = "atom_type_embedding"):
         super().__init__(name=name)
@@ -35,11 +36,13 @@ class AtomTypeEmbedding(hk.Module):
 
 
 class ChargeSpinEmbedding(hk.Module):
-    """SpookyNet-style embedding of one per-structure scalar ψ: the total charge Q or unpaired electrons S (SPEC §5.2).
+    """SpookyNet-style embedding of one per-structure scalar ψ: the total charge Q or unpaired electrons S
+    (docs/model.md, "Initial features").
 
-    1. σ(ψ) = 1 if ψ < 0 else 0 (−0.0 counts as non-negative; trap T3).
+    1. σ(ψ) = 1 if ψ < 0 else 0 (−0.0 counts as non-negative; docs/model.md, "Initial features").
     2. q_i = B[Z_i], k = Kt[σ], v = Vt[σ].
-    3. α_i = softplus(q_i · k / √F), **in float32** (SPEC §10, P3), and a_i = ψ α_i / Σ_j α_j over the real atoms.
+    3. α_i = softplus(q_i · k / √F), **in float32** (docs/model.md, "Precision", P3), and a_i = ψ α_i / Σ_j α_j
+       over the real atoms.
     4. u_i = a_i v;  e^ψ_i = u_i + silu(silu(u_i) G₀) G₁ (no biases).
 
     For ψ = 0 the output is exactly 0.
@@ -62,7 +65,8 @@ class ChargeSpinEmbedding(hk.Module):
 
         psi = jnp.asarray(psi, dtype)
         row = jnp.where(psi < 0, 1, 0)
-        # Float32 island (SPEC §10, P3): dot product, the float32 constant √F, softplus and the sum over atoms.
+        # Float32 island (docs/model.md, "Precision", P3): dot product, the float32 constant √F, softplus and the sum
+        # over atoms.
         f32 = jnp.float32
         logits = jnp.sum(query[species].astype(f32) * key[row].astype(f32), axis=-1) / np.float32(np.sqrt(F))
         alpha = jnp.where(node_mask, softplus32(logits), f32(0))

@@ -1,9 +1,10 @@
-"""Real spherical harmonics in the SO3LR basis, and the degree-wise invariant contraction (SPEC §3.4, §3.5).
+"""Real spherical harmonics in the SO3LR basis, and the degree-wise invariant contraction (docs/model.md,
+"Edge geometry").
 
 SO3LR uses orthonormal real harmonics without Condon–Shortley phase, polar axis z, components m = −l … l. That is
 exactly e3nn-jax's ``spherical_harmonics`` with ``normalize=True``, ``normalization="integral"``, irreps
-"1o + 2e + 3o + 4e" and the input permuted to (y, z, x) (trap T12). A vector of several degrees is stored flat,
-degree after degree: for degrees (1, 2, 3, 4) the 24 components start at offsets 0, 3, 8, 15.
+"1o + 2e + 3o + 4e" and the input permuted to (y, z, x) (docs/model.md, "Edge geometry"). A vector of several degrees
+is stored flat, degree after degree: for degrees (1, 2, 3, 4) the 24 components start at offsets 0, 3, 8, 15.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ def degree_repeats(degrees: Degrees) -> np.ndarray:
 
 
 def spherical_harmonics(vectors: jnp.ndarray, degrees: Degrees = (1, 2, 3, 4)) -> jnp.ndarray:
-    """Y_lm(r̂) for each degree in ``degrees`` (SPEC §3.4).
+    """Y_lm(r̂) for each degree in ``degrees`` (docs/model.md, "Edge geometry").
 
     Args:
         vectors: edge vectors r_ij, shape (P, 3); they are normalised here. Zero vectors must be masked out
-            upstream (trap T13/T14).
+            upstream (docs/model.md, "Graphs").
         degrees: the degrees l ≥ 1 to evaluate, in order.
 
     Returns:
@@ -44,10 +45,10 @@ def spherical_harmonics(vectors: jnp.ndarray, degrees: Degrees = (1, 2, 3, 4)) -
 
 
 def degree_contraction(v: jnp.ndarray, degrees: Degrees = (1, 2, 3, 4)) -> jnp.ndarray:
-    """c_l(v) = (2l+1)^(-1/2) Σ_m v_lm² for each degree (SPEC §3.5).
+    """c_l(v) = (2l+1)^(-1/2) Σ_m v_lm² for each degree (docs/model.md, "Edge geometry").
 
     The prefactor is the Clebsch–Gordan coefficient ⟨l m; l m | 0 0⟩ in this basis; dropping it moves SO3LR's
-    energy by ~18 eV (trap T12).
+    energy by ~18 eV (docs/model.md, "Edge geometry").
 
     Args:
         v: equivariant vectors, shape (..., Σ(2l+1)).

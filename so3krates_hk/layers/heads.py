@@ -1,8 +1,8 @@
-"""Per-atom heads on the final invariant features x (SPEC §7).
+"""Per-atom heads on the final invariant features x (docs/model.md, "Heads").
 
-* ``EnergyHead``:      E^nn_i = (act(x_i We1 + be1) We2 + be2) · s_{Z_i} + o_{Z_i}   (scale, then shift; T15)
-* ``PartialChargeHead``: q̃_i = act(x_i Wq1 + bq1) Wq2 + bq2 + t_{Z_i};  q_i = q̃_i + (Q − Σ_j q̃_j) / N   (T18)
-* ``HirshfeldHead``:   h_i = | v0_{Z_i} + Σ_a U_{Z_i}[a] k_i[a] / √A |,  k_i = act(x_i Wh1 + bh1) Wh2 + bh2  (T17)
+* ``EnergyHead``:      E^nn_i = (act(x_i We1 + be1) We2 + be2) · s_{Z_i} + o_{Z_i}   (scale, then shift)
+* ``PartialChargeHead``: q̃_i = act(x_i Wq1 + bq1) Wq2 + bq2 + t_{Z_i};  q_i = q̃_i + (Q − Σ_j q̃_j) / N
+* ``HirshfeldHead``:   h_i = | v0_{Z_i} + Σ_a U_{Z_i}[a] k_i[a] / √A |,  k_i = act(x_i Wh1 + bh1) Wh2 + bh2
 
 Sums over "the structure" run over the real atoms (``node_mask``); padded atoms get exactly zero.
 """
@@ -20,7 +20,7 @@ from so3krates_hk.layers.embedding import GlobalSum
 
 
 class EnergyHead(hk.Module):
-    """Per-atom energy with per-species scale and shift (SPEC §7.1)."""
+    """Per-atom energy with per-species scale and shift (docs/model.md, "Heads")."""
 
     def __init__(
         self,
@@ -52,7 +52,8 @@ class EnergyHead(hk.Module):
 
 
 class PartialChargeHead(hk.Module):
-    """Partial charges with total-charge conservation (SPEC §7.2). SO3LR's bias table has 100 rows (Z ≤ 99)."""
+    """Partial charges with total-charge conservation (docs/model.md, "Heads"). SO3LR's bias table has 100 rows
+    (Z ≤ 99)."""
 
     def __init__(self, num_species: int, activation: Activation, name: Optional[str] = "partial_charges"):
         super().__init__(name=name)
@@ -76,7 +77,7 @@ class PartialChargeHead(hk.Module):
 
 
 class HirshfeldHead(hk.Module):
-    """Hirshfeld volume ratios (SPEC §7.3), used to rescale the free-atom dispersion data."""
+    """Hirshfeld volume ratios (docs/model.md, "Heads"), used to rescale the free-atom dispersion data."""
 
     def __init__(
         self, num_species: int, activation: Activation, width: int = 64, name: Optional[str] = "hirshfeld_ratios"

@@ -1,10 +1,10 @@
-"""Bernstein radial basis (SPEC §3.2).
+"""Bernstein radial basis (docs/model.md, "Edge geometry").
 
     u = exp(-γ d),   β_k(d) = C(K-1, k) · u^k · (1 - u)^(K-1-k),   k = 0 … K-1
 
 evaluated in log space, exp(ln C + k ln u + (K-1-k) ln(1-u)), as SO3LR does. The basis is *not* multiplied by
-the cutoff function (trap T9). Edges with u ∈ {0, 1} (d = 0 or d = ∞, i.e. padding) get β = 0 with a finite
-gradient.
+the cutoff function (docs/model.md, "Edge geometry"). Edges with u ∈ {0, 1} (d = 0 or d = ∞, i.e. padding) get β = 0
+with a finite gradient.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-# Trap T1: SO3LR stores γ = 1/(2 a₀) as a float32 scalar; the float64 path multiplies that rounded value into the
-# float64 distance. Using the unrounded 0.944863062918464 moves a 148-atom energy by 1.6e-6 eV.
+# SO3LR stores γ = 1/(2 a₀) as a float32 scalar; the float64 path multiplies that rounded value into the float64
+# distance (docs/model.md, "Edge geometry"). Using the unrounded 0.944863062918464 moves a 148-atom energy by 1.6e-6 eV.
 BERNSTEIN_GAMMA = 0.9448630809783936
 
 
@@ -26,7 +26,7 @@ def log_binomials(num_basis: int) -> np.ndarray:
 
 
 def bernstein_basis(d: jnp.ndarray, num_basis: int = 32, gamma: float = BERNSTEIN_GAMMA) -> jnp.ndarray:
-    """Bernstein polynomials of u = exp(-γ d) (SPEC §3.2).
+    """Bernstein polynomials of u = exp(-γ d) (docs/model.md, "Edge geometry").
 
     Args:
         d: distances, shape (P,).

@@ -13,7 +13,9 @@ from so3krates_hk.md.simulation import (
     Simulation,
     SimulationError,
     Trajectory,
+    checkpoint_extra,
     time_unit_fs,
 )
 
-__all__ = ["ENSEMBLES", "MDSettings", "Potential", "Simulation", "SimulationError", "Trajectory", "time_unit_fs"]
+__all__ = ["ENSEMBLES", "MDSettings", "Potential", "Simulation", "SimulationError", "Trajectory", "checkpoint_extra",
+           "time_unit_fs"]

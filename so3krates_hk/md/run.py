@@ -8,9 +8,11 @@ Input: an XYZ/extended-XYZ file read with ASE (its cell is used when ``pbc`` is 
 structure (``atat``, ``dha``, ``bb``, ``water`` = water_64 ×(2,2,2)). Units: Å, eV, fs, K.
 
 Output directory: ``trajectory.xyz`` (extended XYZ: positions, velocities, energies), ``log.csv`` (step, time,
-potential, kinetic and conserved energy, temperature), ``checkpoint.npz`` and ``run.json``. Every file is written
-to a temporary name and renamed, at each checkpoint and at the end, so a crash never leaves a truncated file that
-looks complete. ``--restart`` continues the checkpoint's run (same settings, same trajectory files).
+potential, kinetic and conserved energy, temperature), ``checkpoint.npz`` and ``run.json``. At each checkpoint the
+new frames are appended to the trajectory and the log and flushed to disk; then the checkpoint (with both files'
+sizes) and ``run.json`` are written to temporary names and renamed. ``--restart`` continues the checkpoint's run
+(same settings, same trajectory files): it cuts both files back to the checkpoint's sizes, so whatever a crash
+left behind the checkpoint (half a frame) goes, and nothing written before it is lost or rewritten.
 
 Every host-side check runs before the first step: elements, overlapping atoms (< 0.1 Å), NaN positions, the
 minimum-image condition of a periodic cell for both cutoffs, charge and spin.
@@ -33,7 +35,7 @@ from so3krates_hk._compat import jax_md, partition
 from so3krates_hk.data import REFERENCE_NAMES, Structure, reference_structure
 from so3krates_hk.factory import so3lr_neighborlist_pp
 from so3krates_hk.io import atomic_path, load_params
-from so3krates_hk.md.simulation import MDSettings, Potential, Simulation, time_unit_fs
+from so3krates_hk.md.simulation import MDSettings, Potential, Simulation, checkpoint_extra, time_unit_fs
 
 BOLTZMANN_EV_PER_K = 8.617333262e-05
 ATOMIC_MASSES = {1: 1.008, 5: 10.81, 6: 12.011, 7: 14.007, 8: 15.999, 9: 18.998, 11: 22.99, 12: 24.305, 14: 28.085,
@@ -113,7 +115,7 @@ def build(cfg: MDRunConfig, s: Structure):
     if cfg.params:
         params, meta = load_params(cfg.params)
         if meta.get("model") != "so3lr":
-            raise ValueError(f"{cfg.params} holds a {meta.get('model')!r} model; `md` runs SO3LR weights.")
+            raise validation.InputError(f"{cfg.params} holds a {meta.get('model')!r} model; `md` runs SO3LR weights")
         kwargs = meta.get("factory_kwargs", kwargs)
     r_cut, lr_cut = kwargs["r_cutoff"], kwargs["lr_cutoff"]
     dtype = jnp.float64 if cfg.float64 else jnp.float32
@@ -173,100 +175,149 @@ def build(cfg: MDRunConfig, s: Structure):
 
 
 def run_md(cfg: MDRunConfig, restart: bool = False, progress: bool = True) -> dict:
-    """Run (or continue) an MD simulation; returns the summary written to ``run.json``."""
+    """Run (or continue) an MD simulation of exactly ``cfg.steps`` steps in all; returns the summary in ``run.json``.
+
+    Every ``checkpoint_every`` steps the new frames are appended to ``trajectory.xyz`` and ``log.csv`` (flushed to
+    disk), then the checkpoint is written atomically with the two files' sizes at that step. A restart truncates
+    both files to those sizes (dropping anything a kill left after the checkpoint, e.g. half a frame) and continues,
+    so the files equal those of an uninterrupted run and I/O is linear in the run length.
+    """
     if cfg.float64:
         jax.config.update("jax_enable_x64", True)
     os.makedirs(cfg.output, exist_ok=True)
     ckpt = os.path.join(cfg.output, "checkpoint.npz")
     meta_path = os.path.join(cfg.output, "run.json")
+    traj_path = os.path.join(cfg.output, "trajectory.xyz")
+    log_path = os.path.join(cfg.output, "log.csv")
     if restart:
         if not os.path.exists(ckpt) or not os.path.exists(meta_path):
-            raise FileNotFoundError(f"Nothing to restart in {cfg.output}: no checkpoint.npz/run.json.")
+            raise validation.InputError(f"nothing to restart in {cfg.output}: no checkpoint.npz/run.json")
         with open(meta_path) as f:
             saved = json.load(f)
         cfg = dataclasses.replace(MDRunConfig(**saved["config"]), steps=cfg.steps, output=cfg.output)
+    _check_run_config(cfg)
     s = load_structure(cfg.structure)
     sim, R0, to_cart, kT = build(cfg, s)
-    unit = time_unit_fs("eV")
-
-    frames = []  # (step, cartesian positions, velocities, pe, ke, conserved)
-    start_step = 0
-    if restart:
-        state, start_step = sim.load_checkpoint(ckpt)
-        frames = _read_frames(cfg.output, start_step)
-    else:
-        state = sim.init_state(R0)
     n_atoms = len(s.atomic_numbers)
+
+    if restart:
+        state, done = sim.load_checkpoint(ckpt)
+        extra = checkpoint_extra(ckpt)
+        for path, key in ((traj_path, "trajectory_bytes"), (log_path, "log_bytes")):
+            size = int(extra[key])
+            if not os.path.exists(path) or os.path.getsize(path) < size:
+                raise validation.InputError(f"{path} is shorter than its checkpoint says ({size} bytes); "
+                                            "it was changed after the run wrote it")  # fmt: skip
+            os.truncate(path, size)
+        fit = _DriftFit(*extra["drift_fit"])
+        reallocations = int(extra["reallocations"])
+    else:
+        state, done = sim.init_state(R0), 0
+        if os.path.exists(ckpt):  # an earlier run's checkpoint does not belong to the files started here
+            os.remove(ckpt)
+        with open(traj_path, "w"), open(log_path, "w") as f:
+            f.write(LOG_HEADER + "\n")
+        fit, reallocations = _DriftFit(), 0
+        _write_summary(meta_path, cfg, done, fit, reallocations)
+
     t0 = time.perf_counter()
-    done = start_step
-    remaining = cfg.steps - start_step if restart else cfg.steps
-    remaining = max(0, remaining)
-    chunk = cfg.checkpoint_every or remaining
-    while remaining > 0:
-        n = min(chunk, remaining)
-        n -= n % cfg.block
-        if n == 0:
-            break
+    while done < cfg.steps:
+        n = min(cfg.checkpoint_every, cfg.steps - done)
+        realloc_before = sim.reallocations
         state, traj = sim.run(state, steps=n, progress=progress, start_step=done)
-        for k in range(len(traj.steps)):
-            frames.append((int(traj.steps[k]), to_cart(traj.positions[k]), np.asarray(traj.velocities[k]),
-                           float(traj.potential_energy[k]), float(traj.kinetic_energy[k]),
-                           float(traj.conserved[k])))  # fmt: skip
+        reallocations += sim.reallocations - realloc_before
+        _append_frames(traj_path, log_path, cfg, s, traj, to_cart, n_atoms, fit)
         done += n
-        remaining -= n
-        sim.save_checkpoint(ckpt, state, done)
-        _write_outputs(cfg, s, frames, unit, n_atoms, done, sim.reallocations)
-    summary = _write_outputs(cfg, s, frames, unit, n_atoms, done, sim.reallocations)
+        extra = dict(trajectory_bytes=os.path.getsize(traj_path), log_bytes=os.path.getsize(log_path),
+                     drift_fit=fit.as_array(), reallocations=reallocations)  # fmt: skip
+        sim.save_checkpoint(ckpt, state, done, extra=extra)
+        _write_summary(meta_path, cfg, done, fit, reallocations)
+    summary = _write_summary(meta_path, cfg, done, fit, reallocations)
     summary["wall_seconds_this_run"] = time.perf_counter() - t0
     return summary
 
 
-def _write_outputs(cfg, s, frames, unit, n_atoms, step, reallocations) -> dict:
+LOG_HEADER = "step,time_fs,potential_eV,kinetic_eV,conserved_eV,temperature_K"
+
+
+def _check_run_config(cfg: MDRunConfig) -> None:
+    if cfg.steps < 0:
+        raise validation.InputError(f"steps must be ≥ 0, got {cfg.steps}")
+    if cfg.block < 1 or cfg.record_every < 1 or cfg.block % cfg.record_every:
+        raise validation.InputError(f"record_every ({cfg.record_every}) must divide block ({cfg.block}), both ≥ 1")
+    if cfg.checkpoint_every < 1 or cfg.checkpoint_every % cfg.block:
+        raise validation.InputError(f"checkpoint_every ({cfg.checkpoint_every}) must be a positive multiple of "
+                                    f"block ({cfg.block})")  # fmt: skip
+
+
+@dataclasses.dataclass
+class _DriftFit:
+    """Running sums of the least-squares line through (t in ps, conserved energy per atom − its first value)."""
+
+    n: float = 0.0
+    t: float = 0.0
+    tt: float = 0.0
+    y: float = 0.0
+    ty: float = 0.0
+    y0: float = float("nan")
+
+    def add(self, t_ps: np.ndarray, e_per_atom: np.ndarray) -> None:
+        if len(e_per_atom) and self.n == 0:
+            self.y0 = float(e_per_atom[0])
+        y = np.asarray(e_per_atom, np.float64) - self.y0
+        t = np.asarray(t_ps, np.float64)
+        self.n += len(t)
+        self.t += t.sum()
+        self.tt += (t * t).sum()
+        self.y += y.sum()
+        self.ty += (t * y).sum()
+
+    def slope(self) -> float:
+        """d(conserved energy per atom)/dt in eV/atom/ps, NaN with fewer than 3 frames."""
+        denominator = self.n * self.tt - self.t**2
+        if self.n < 3 or denominator <= 0:
+            return float("nan")
+        return float((self.n * self.ty - self.t * self.y) / denominator)
+
+    def as_array(self) -> np.ndarray:
+        return np.array([self.n, self.t, self.tt, self.y, self.ty, self.y0])
+
+
+def _append_frames(traj_path, log_path, cfg, s, traj, to_cart, n_atoms, fit: _DriftFit) -> None:
+    """Append a chunk's frames to the extended-XYZ trajectory and the CSV log, and flush both to disk."""
     import ase
     import ase.io
     from ase.calculators.singlepoint import SinglePointCalculator
 
     kB = BOLTZMANN_EV_PER_K
-    atoms_list = []
-    rows = ["step,time_fs,potential_eV,kinetic_eV,conserved_eV,temperature_K"]
-    for st, pos, vel, pe, ke, cons in frames:
+    atoms_list, rows = [], []
+    for k in range(len(traj.steps)):
+        st, pe, ke, cons = int(traj.steps[k]), *(float(x[k]) for x in (traj.potential_energy, traj.kinetic_energy,
+                                                                          traj.conserved))  # fmt: skip
         temperature = 2 * ke / (3 * n_atoms * kB)
-        rows.append(f"{st},{st * cfg.dt_fs:.6f},{pe:.10f},{ke:.10f},{cons:.10f},{temperature:.4f}")
-        atoms = ase.Atoms(numbers=s.atomic_numbers, positions=pos, cell=s.cell, pbc=s.cell is not None)
-        atoms.set_velocities(vel)  # jax-md's time unit for amu, Å, eV is ASE's: √(amu Å²/eV) = 10.18 fs
+        rows.append(f"{st},{st * cfg.dt_fs:.6f},{pe:.10f},{ke:.10f},{cons:.10f},{temperature:.4f}\n")
+        atoms = ase.Atoms(numbers=s.atomic_numbers, positions=to_cart(traj.positions[k]), cell=s.cell,
+                          pbc=s.cell is not None)  # fmt: skip
+        atoms.set_velocities(np.asarray(traj.velocities[k]))  # jax-md's time unit for amu, Å, eV is ASE's
         atoms.info.update(step=st, time_fs=st * cfg.dt_fs, conserved_energy=cons, kinetic_energy=ke,
-                          temperature_K=temperature)
+                          temperature_K=temperature)  # fmt: skip
         atoms.calc = SinglePointCalculator(atoms, energy=pe)
         atoms_list.append(atoms)
-    with atomic_path(os.path.join(cfg.output, "trajectory.xyz"), suffix=".xyz") as tmp:
-        ase.io.write(tmp, atoms_list, format="extxyz")
-    with atomic_path(os.path.join(cfg.output, "log.csv"), suffix=".csv") as tmp:
-        with open(tmp, "w") as f:
-            f.write("\n".join(rows) + "\n")
-    cons = np.array([f[5] for f in frames])
-    times = np.array([f[0] * cfg.dt_fs for f in frames])
-    drift = float(np.polyfit(times / 1000.0, cons / n_atoms, 1)[0]) if len(frames) > 2 else float("nan")
-    summary = dict(config=dataclasses.asdict(cfg), steps_done=step, frames=len(frames), reallocations=reallocations,
-                   conserved_drift_eV_per_atom_per_ps=drift)  # fmt: skip
-    with atomic_path(os.path.join(cfg.output, "run.json"), suffix=".json") as tmp:
+    fit.add(np.asarray(traj.steps) * cfg.dt_fs / 1000.0, np.asarray(traj.conserved, np.float64) / n_atoms)
+    with open(traj_path, "a") as f:
+        ase.io.write(f, atoms_list, format="extxyz")
+        f.flush()
+        os.fsync(f.fileno())
+    with open(log_path, "a") as f:
+        f.write("".join(rows))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_summary(path, cfg, step, fit: _DriftFit, reallocations) -> dict:
+    summary = dict(config=dataclasses.asdict(cfg), steps_done=step, frames=int(fit.n), reallocations=reallocations,
+                   conserved_drift_eV_per_atom_per_ps=fit.slope())  # fmt: skip
+    with atomic_path(path, suffix=".json") as tmp:
         with open(tmp, "w") as f:
             json.dump(summary, f, indent=1)
     return summary
-
-
-def _read_frames(output: str, upto_step: int) -> list:
-    """The frames written up to a checkpoint, to continue the trajectory files on restart."""
-    import ase.io
-
-    path = os.path.join(output, "trajectory.xyz")
-    if not os.path.exists(path):
-        return []
-    frames = []
-    for atoms in ase.io.read(path, index=":"):
-        st = int(atoms.info["step"])
-        if st > upto_step:
-            break
-        pe = float(atoms.get_potential_energy())
-        frames.append((st, atoms.get_positions(), atoms.get_velocities(), pe, float(atoms.info["kinetic_energy"]),
-                       float(atoms.info["conserved_energy"])))  # fmt: skip
-    return frames

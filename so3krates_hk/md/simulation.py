@@ -11,6 +11,8 @@ larger ``max_edges``) and re-runs the block from its saved start state, RNG key 
 equals one run with enough capacity from the start. A NaN appearing in the state stops the run with an error that
 names the block's step range; the last checkpoint holds the last good state.
 
+``run(steps=n)`` runs exactly ``n`` steps: whole blocks, then one shorter block for the remainder.
+
 Checkpoints (every ``checkpoint_every`` steps, written atomically) hold the whole integrator state as arrays
 (positions, momenta, forces, masses, thermostat chain, RNG key) plus the step; ``Simulation.run(restart=path)``
 continues from one, so 2N steps equal N steps, a restart, and N more.
@@ -182,25 +184,29 @@ class Simulation:
                 edges = jnp.maximum(edges, self._count(state.position, **nbrs))
             return state, nbrs, edges
 
-        def block(state, nbrs):
-            def record(carry, _):
-                def body(_, c):
-                    return one_step(*c)
+        def body(_, c):
+            return one_step(*c)
 
+        def block(state, nbrs, n_records: int, tail: int):
+            """``n_records`` × (``record_every`` steps, then a frame), then ``tail`` steps without a frame."""
+
+            def record(carry, _):
                 state, nbrs, edges = jax.lax.fori_loop(0, s.record_every, body, carry)
                 pe, ke, cons = observe(state, nbrs)
                 frame = (state.position, state.momentum / state.mass, pe, ke, cons)
                 return (state, nbrs, edges), frame
 
             edges0 = jnp.zeros((), jnp.int32)
-            (state, nbrs, edges), frames = jax.lax.scan(record, (state, nbrs, edges0), None, s.block // s.record_every)
+            (state, nbrs, edges), frames = jax.lax.scan(record, (state, nbrs, edges0), None, n_records)
+            if tail:
+                state, nbrs, edges = jax.lax.fori_loop(0, tail, body, (state, nbrs, edges))
             overflow = jnp.zeros((), bool)
             for v in nbrs.values():
                 overflow = overflow | v.did_buffer_overflow
             finite = jnp.all(jnp.isfinite(state.position)) & jnp.all(jnp.isfinite(state.momentum))
             return state, nbrs, frames, overflow, edges, finite
 
-        self._block = jax.jit(block)
+        self._block = jax.jit(block, static_argnums=(2, 3))
 
     def allocate(self, position, **kwargs) -> dict:
         """Fresh neighbour lists for ``position`` (with the displacement's keyword arguments, e.g. ``box``), with the
@@ -241,14 +247,16 @@ class Simulation:
         progress: bool = False,
         start_step: int = 0,
     ) -> tuple[Any, Trajectory]:
-        """Run ``steps`` steps (a multiple of ``block``) from ``state``, ``position``, or the checkpoint ``restart``.
+        """Run exactly ``steps`` steps from ``state``, ``position``, or the checkpoint ``restart``.
 
-        Returns the final state and the recorded trajectory. With ``checkpoint``, the state is written there every
+        The steps run in jitted blocks of ``block`` steps; a last, shorter block (compiled once more) runs the
+        remainder. Frames are recorded every ``record_every`` steps, counted from the start of this call. Returns the
+        final state and the recorded trajectory. With ``checkpoint``, the state is written there every
         ``checkpoint_every`` steps (a multiple of ``block``) and at the end.
         """
         s = self.settings
-        if steps % s.block:
-            raise ValueError(f"steps ({steps}) must be a multiple of block ({s.block}).")
+        if steps < 0:
+            raise ValueError(f"steps must be ≥ 0, got {steps}.")
         if checkpoint_every is not None and checkpoint_every % s.block:
             raise ValueError(f"checkpoint_every ({checkpoint_every}) must be a multiple of block ({s.block}).")
         if restart is not None:
@@ -260,13 +268,14 @@ class Simulation:
         nbrs = self.allocate(state.position)
 
         frames, step_ids = [], []
-        n_blocks = steps // s.block
-        bar = _progress(n_blocks, progress)
+        lengths = [s.block] * (steps // s.block) + ([steps % s.block] if steps % s.block else [])
+        bar = _progress(len(lengths), progress)
         step = start_step
-        for _ in range(n_blocks):
+        for length in lengths:
+            n_records, tail = divmod(length, s.record_every)
             start_state = state
             for _attempt in range(MAX_REALLOCATIONS_PER_BLOCK):
-                state_new, nbrs_new, fr, overflow, edges, finite = self._block(start_state, nbrs)
+                state_new, nbrs_new, fr, overflow, edges, finite = self._block(start_state, nbrs, n_records, tail)
                 if self._model_overflow(int(edges)):
                     continue  # the model was rebuilt with a larger capacity; re-run the block
                 if bool(overflow):
@@ -281,13 +290,13 @@ class Simulation:
                 )
             if not bool(finite):
                 raise SimulationError(
-                    f"NaN in the MD state between steps {step} and {step + s.block}; "
+                    f"NaN in the MD state between steps {step} and {step + length}; "
                     + (f"the last good state is in {checkpoint}." if checkpoint else "no checkpoint was written.")
                 )
             state, nbrs = state_new, nbrs_new
             frames.append(jax.device_get(fr))
-            step_ids.append(step + s.record_every * (1 + np.arange(s.block // s.record_every)))
-            step += s.block
+            step_ids.append(step + s.record_every * (1 + np.arange(n_records)))
+            step += length
             if checkpoint and checkpoint_every and (step - start_step) % checkpoint_every == 0:
                 self.save_checkpoint(checkpoint, state, step)
             bar.update(1)
@@ -308,10 +317,14 @@ class Simulation:
         return True
 
     # ------------------------------------------------------------------------------------------------- checkpoints
-    def save_checkpoint(self, path: str, state, step: int) -> None:
-        """The whole integrator state (every array leaf) and the step, atomically, in a pickle-free .npz."""
+    def save_checkpoint(self, path: str, state, step: int, extra: Optional[Mapping[str, Any]] = None) -> None:
+        """The whole integrator state (every array leaf) and the step, atomically, in a pickle-free .npz.
+
+        ``extra`` (name → array) is stored beside it, e.g. the caller's output-file sizes at this step; read it back
+        with :func:`checkpoint_extra`."""
         leaves = jax.tree_util.tree_leaves(state)
         arrays = {f"leaf_{i:03d}": np.asarray(jax.device_get(x)) for i, x in enumerate(leaves)}
+        arrays.update({f"extra_{k}": np.asarray(v) for k, v in (extra or {}).items()})
         arrays["step"] = np.asarray(step)
         arrays["settings"] = np.asarray(json.dumps(dataclasses.asdict(self.settings)))
         with atomic_path(path, suffix=".npz") as tmp:
@@ -336,6 +349,12 @@ class Simulation:
             treedef, [jnp.asarray(x, dtype=getattr(r, "dtype", None)) for x, r in zip(leaves, ref)]
         )
         return state, step
+
+
+def checkpoint_extra(path: str) -> dict[str, np.ndarray]:
+    """The ``extra`` arrays a checkpoint was saved with (see :meth:`Simulation.save_checkpoint`)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k[len("extra_"):]: data[k] for k in data.files if k.startswith("extra_")}
 
 
 def _stack(frames, step_ids, reallocations) -> Trajectory:

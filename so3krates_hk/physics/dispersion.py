@@ -1,14 +1,15 @@
-"""Hirshfeld-rescaled vdW-QDO dispersion on the long-range pairs (SPEC §8.3), in atomic units inside.
+"""Hirshfeld-rescaled vdW-QDO dispersion on the long-range pairs, in atomic units inside (docs/model.md,
+"Physical terms").
 
-Per atom: α_i = α⁰_{Z_i} h_i, C6_i = C6⁰_{Z_i} h_i² (Tkatchenko–Scheffler free-atom data, indexed by Z − 1; T16).
-Per pair:
+Per atom: α_i = α⁰_{Z_i} h_i, C6_i = C6⁰_{Z_i} h_i² (Tkatchenko–Scheffler free-atom data, indexed by Z − 1;
+docs/model.md, "Heads"). Per pair:
     α_ij = (α_i + α_j)/2,    C6_ij = 2 C6_i C6_j α_i α_j / (α_i² C6_j + α_j² C6_i)
     R_vdW = α_fs^(−4/21) α_ij^(1/7),   s = b₃R³ + b₂R² + b₁R + b₀,   γ = 1/(2s²)
     C8 = 5 C6_ij/γ,   C10 = 245/8 · C6_ij/γ²,   ρ = s_disp · 2 · 2.54 · α_ij^(1/7)
     V = −C6/(R⁶+ρ⁶) − C8/(R⁸+ρ⁸) − C10/(R¹⁰+ρ¹⁰)  with R = d/a₀,
     E_ij = c · E_h · V · Sw(d; r_lr − Δ, r_lr)
-c is the pair multiplicity (T4). Bonded pairs are included (T20). Free-atom tables stay float64 on the float64
-path (T29).
+c is the pair multiplicity (docs/model.md, "Graphs"). Bonded pairs are included (docs/model.md, "Physical terms").
+Free-atom tables stay float64 on the float64 path (docs/model.md, "Precision").
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ QDO_FIT = (-0.00433008, 0.24428889, 0.04125273, -0.00078893)  # b₀ … b₃
 
 @functools.lru_cache(maxsize=None)
 def free_atom_tables() -> tuple[np.ndarray, np.ndarray]:
-    """(α⁰ in bohr³, C6⁰ in hartree·bohr⁶) for Z = 1 … 102, float64, list index Z − 1 (SPEC §12)."""
+    """(α⁰ in bohr³, C6⁰ in hartree·bohr⁶) for Z = 1 … 102, float64, list index Z − 1
+    (docs/model.md, "Physical terms")."""
     text = resources.files("so3krates_hk.physics").joinpath("free_atom_data.json").read_text()
     data = json.loads(text)
     alpha = np.asarray(data["alpha0_bohr3"], np.float64)
@@ -54,7 +56,7 @@ def dispersion_pair_energy(
     scale: float = 1.2,
     multiplicity: float = 1.0,
 ) -> jnp.ndarray:
-    """Per-pair dispersion energy in eV (SPEC §8.3); exactly 0 where ``mask`` is False."""
+    """Per-pair dispersion energy in eV (docs/model.md, "Physical terms"); exactly 0 where ``mask`` is False."""
     dtype = d.dtype
     alpha0, c60 = (jnp.asarray(t, dtype) for t in free_atom_tables())
     one = jnp.ones((), dtype)

@@ -1,13 +1,13 @@
-"""Damped, shifted-force Coulomb energy on the long-range pairs (SPEC §8.2).
+"""Damped, shifted-force Coulomb energy on the long-range pairs (docs/model.md, "Physical terms").
 
     V(r)  = erf(r/σ_e) / r
     V′(r) = [2 r exp(−r²/σ_e²) / (√π σ_e) − erf(r/σ_e)] / r²
     E_ij  = c · k_e q_i q_j [V(d) − V(r_lr) − (1 − f) V′(r_lr)(d − r_lr)]   for d < r_lr, else 0
     f     = Sw(d; 0.45 r_lr, r_lr)
 
-c is the pair multiplicity: 1 for a list with each pair once, ½ for a list with both directions (trap T4). σ_e is
-the erf width, not an energy scale (T19). With ``lr_cutoff=None`` the bare damped kernel c k_e q_i q_j V(d) is used,
-without shift, switch or cutoff.
+c is the pair multiplicity: 1 for a list with each pair once, ½ for a list with both directions (docs/model.md,
+"Graphs"). σ_e is the erf width, not an energy scale (docs/model.md, "Physical terms"). With ``lr_cutoff=None`` the
+bare damped kernel c k_e q_i q_j V(d) is used, without shift, switch or cutoff.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ def coulomb_pair_energy(
     multiplicity: float = 1.0,
     switch_on_fraction: float = 0.45,
 ) -> jnp.ndarray:
-    """Per-pair electrostatic energy in eV (SPEC §8.2). ``d`` must be > 0 on every pair (mask upstream)."""
+    """Per-pair electrostatic energy in eV (docs/model.md, "Physical terms"). ``d`` must be > 0 on every pair (mask
+    upstream)."""
     v = damped_kernel(d, sigma)
     if lr_cutoff is None:
         return multiplicity * KE * q_i * q_j * v

@@ -1,12 +1,13 @@
-"""ZBL nuclear repulsion on the short-range edges, with learned screening (SPEC §8.1).
+"""ZBL nuclear repulsion on the short-range edges, with learned screening (docs/model.md, "Physical terms").
 
     E_ij = ½ · Sw(d; 0, 1.5 Å) · k_e · φ(d) · Z_i Z_j / d · Σ_k ĉ_k exp(−a_k · d · (Z_i^p + Z_j^p) · δ)
 
 a_k, c_k, p and δ are softplus of ten raw learned scalars; ĉ_k = c_k / Σ c. The ½ undoes the double listing of
-the short-range pairs (T5). φ is the *short-range* cutoff of the transformer (T21).
+the short-range pairs (docs/model.md, "Physical terms"). φ is the *short-range* cutoff of the transformer
+(docs/model.md, "Physical terms").
 
-Float32 island (SPEC §10, P2; trap T2): the softplus, the c-renormalisation, Z^p and Z_i^p + Z_j^p are computed in
-float32 even on the float64 path, as the original does; everything after is in the dtype of the distances.
+Float32 island (docs/model.md, "Precision", P2): the softplus, the c-renormalisation, Z^p and Z_i^p + Z_j^p are
+computed in float32 even on the float64 path, as the original does; everything after is in the dtype of the distances.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def zbl_pair_energy(
     raw: dict[str, jnp.ndarray],
     switch_off: float = 1.5,
 ) -> jnp.ndarray:
-    """Per-edge ZBL energy E_ij in eV, ½ included (SPEC §8.1).
+    """Per-edge ZBL energy E_ij in eV, ½ included (docs/model.md, "Physical terms").
 
     Args:
         d: distances (Å), shape (P,); must be > 0 on every edge (masked edges carry a safe substitute).
