@@ -13,6 +13,8 @@ Batching. A structure of N atoms is padded to the bucket size N_b, the smallest 
 (every pair within the cutoff, no skin) on the host, padded to the largest count in the bucket. Each bucket runs in
 batches of B = max(1, ``batch_atoms`` // N_b) structures (the last batch is filled with copies, whose results are
 dropped) through one ``jax.vmap`` of the energy, forces and charges: one compilation per bucket and kind of space.
+List capacities (on the same ladder, from 16) and B (a power of two when the bucket holds fewer structures) are
+rounded too, so a later call on similar data reuses the compiled programs.
 
 Outputs per structure: energy (eV), forces (eV/Å), partial charges (e), Hirshfeld ratios, the dipole moment
 (e·Å, about the centre of mass, free space only; NaN for periodic cells, where it is not defined: see
@@ -205,12 +207,18 @@ class Evaluator:
         self._lr_template = _template(partition.OrderedSparse)
         self._apply = {}
         self._programs: dict[bool, Callable] = {}
-        for periodic in (False, True):
-            if periodic:
+        # free space; periodic in Cartesian coordinates (Hessians); periodic in fractional coordinates (forces and
+        # stress: jax-md's custom JVP of space.transform makes the gradient with respect to fractional positions
+        # the Cartesian one, and the derivative with respect to the box at fixed fractional positions the affine
+        # strain derivative, which it does not give for Cartesian positions)
+        for kind in (False, True, "fractional"):
+            if kind == "fractional":
+                displacement, _ = jax_md.space.periodic_general(jnp.eye(3), fractional_coordinates=True)
+            elif kind:
                 displacement, _ = jax_md.space.periodic_general(jnp.eye(3), fractional_coordinates=False)
             else:
                 displacement, _ = jax_md.space.free()
-            self._apply[periodic] = so3lr_neighborlist_pp(
+            self._apply[kind] = so3lr_neighborlist_pp(
                 displacement, r_cutoff=self.r_cutoff, lr_cutoff=self.lr_cutoff, mode="all",
                 lr_neighbor_format="ordered", **kwargs,
             )[1]  # fmt: skip
@@ -222,16 +230,19 @@ class Evaluator:
         lr = dataclasses.replace(self._lr_template, idx=lr_idx, reference_position=R, max_occupancy=lr_idx.shape[-1])
         return sr, lr
 
-    def energy_function(self, periodic: bool) -> Callable:
-        """``energy(params, R, strain, sr_idx, lr_idx, Z, mask, Q, S, box) -> (E, aux)``: R Cartesian (N, 3); for
-        periodic cells positions and box are strained affinely by (1 + ε)."""
+    def energy_function(self, periodic) -> Callable:
+        """``energy(params, R, strain, sr_idx, lr_idx, Z, mask, Q, S, box) -> (E, aux)``.
+
+        ``periodic``: False (free space, R Cartesian), True (periodic, R Cartesian; ``strain`` unused) or
+        "fractional" (periodic, R fractional; the box is strained affinely, (1 + ε)·box)."""
         apply_fn = self._apply[periodic]
 
         def energy(params, R, strain, sr_idx, lr_idx, Z, mask, Q, S, box):
             kw = {}
-            if periodic:
-                R = R + R @ strain.T
+            if periodic == "fractional":
                 kw["box"] = box + strain @ box
+            elif periodic:
+                kw["box"] = box
             sr, lr = self._lists(R, sr_idx, lr_idx)
             out = apply_fn(params, R, sr, lr, Z, Q, S, mask=mask, **kw)
             return out["energy"], out
@@ -239,7 +250,7 @@ class Evaluator:
         return energy
 
     def _one(self, periodic: bool) -> Callable:
-        energy = self.energy_function(periodic)
+        energy = self.energy_function("fractional" if periodic else False)
 
         def one(params, R, sr_idx, lr_idx, Z, mask, Q, S, box):
             strain = jnp.zeros((3, 3), R.dtype)
@@ -284,6 +295,8 @@ class Evaluator:
         for b, s in enumerate(items):
             n = len(s.numbers)
             R[b, :n], Z[b, :n], mask[b, :n] = s.positions, s.numbers, True
+            if s.periodic:  # fractional coordinates (see Evaluator.__init__)
+                R[b, :n] = np.linalg.solve(s.cell.T, s.positions.T).T
             sr[b, :, : s.sr.shape[1]] = s.sr
             lr[b, :, : s.lr.shape[1]] = s.lr
             if s.periodic:
@@ -304,9 +317,10 @@ class Evaluator:
         results: list[Optional[dict]] = [None] * len(prepared)
         with tqdm(total=len(prepared), desc="evaluating", unit="structure", disable=not progress) as bar:
             for (periodic, size), members in sorted(groups.items()):
-                p_sr = max(1, max(prepared[k].sr.shape[1] for k in members))
-                p_lr = max(1, max(prepared[k].lr.shape[1] for k in members))
-                B = max(1, min(batch_atoms // size, len(members)))
+                # capacities and batch size on a ladder too, so later calls on similar data reuse the programs
+                p_sr = bucket_size(max(prepared[k].sr.shape[1] for k in members), 16)
+                p_lr = bucket_size(max(prepared[k].lr.shape[1] for k in members), 16)
+                B = max(1, min(batch_atoms // size, 1 << (len(members) - 1).bit_length()))
                 fn = self.program(periodic)
                 for start in range(0, len(members), B):
                     chunk = members[start : start + B]
