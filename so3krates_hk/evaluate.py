@@ -175,15 +175,20 @@ class Evaluator:
     Args:
         model: see :func:`so3krates_hk.committee.load_model` (None: the shipped SO3LR).
         dtype: "float32" (default) or "float64" (enables ``jax_enable_x64`` process-wide).
+        batching: "vmap" (the batch as one vectorised program) or "map" (``jax.lax.map``: the structures of a
+            batch one after another inside one compiled program; same results, different speed per platform).
         **so3lr_kwargs: factory arguments overriding those of the weights (e.g. ``lr_cutoff``).
     """
 
-    def __init__(self, model: ModelSpec = None, dtype: str = "float32", **so3lr_kwargs: Any):
+    def __init__(self, model: ModelSpec = None, dtype: str = "float32", batching: str = "vmap", **so3lr_kwargs: Any):
         from so3krates_hk.ase import enable_x64
         from so3krates_hk.factory import so3lr_neighborlist_pp
 
         if dtype not in DTYPES:
             raise UserError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
+        if batching not in ("vmap", "map"):
+            raise UserError(f"batching must be 'vmap' or 'map'; got {batching!r}")
+        self.batching = batching
         if dtype == "float64":
             enable_x64()
         self.dtype = DTYPES[dtype]
@@ -268,7 +273,11 @@ class Evaluator:
     def program(self, periodic: bool) -> Callable:
         """The jitted batch program: structures on axis 0 (and members on axis 0 before them, for a committee)."""
         if periodic not in self._programs:
-            batched = jax.vmap(self._one(periodic), in_axes=(None, 0, 0, 0, 0, 0, 0, 0, 0))
+            one = self._one(periodic)
+            if self.batching == "map":
+                batched = lambda params, *arrays: jax.lax.map(lambda a: one(params, *a), arrays)  # noqa: E731
+            else:
+                batched = jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, 0, 0, 0))
             if self.members:
                 batched = jax.vmap(batched, in_axes=(0,) + (None,) * 8)
 
