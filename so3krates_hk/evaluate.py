@@ -316,7 +316,7 @@ class Evaluator:
         return (jnp.asarray(R, d), jnp.asarray(sr), jnp.asarray(lr), jnp.asarray(Z), jnp.asarray(mask),
                 jnp.asarray(Q, d), jnp.asarray(S, d), jnp.asarray(box, d))  # fmt: skip
 
-    def predict(self, prepared: Sequence[Prepared], batch_atoms: int = 2048, progress: bool = False) -> list[dict]:
+    def predict(self, prepared: Sequence[Prepared], batch_atoms: int = 384, progress: bool = False) -> list[dict]:
         """Predictions for each prepared structure (numpy, float64), in input order."""
         from tqdm.auto import tqdm
 
@@ -467,7 +467,7 @@ def evaluate(
     data,
     model: ModelSpec = None,
     dtype: str = "float32",
-    batch_atoms: int = 2048,
+    batch_atoms: int = 384,
     progress: bool = False,
     evaluator: Optional[Evaluator] = None,
     index: str = ":",
