@@ -12,7 +12,8 @@ Batching. A structure of N atoms is padded to the bucket size N_b, the smallest 
 3·2^(k−1)) that holds it; padded atoms are masked and contribute exactly zero. The neighbour lists are built exactly
 (every pair within the cutoff, no skin) on the host, padded to the largest count in the bucket. Each bucket runs in
 batches of B = max(1, ``batch_atoms`` // N_b) structures (the last batch is filled with copies, whose results are
-dropped) through one ``jax.vmap`` of the energy, forces and charges: one compilation per bucket and kind of space.
+dropped) through one compiled program of the energy, forces and charges (``jax.vmap`` over the batch on
+accelerators, ``jax.lax.map`` on CPU; see ``Evaluator``): one compilation per bucket and kind of space.
 List capacities (on the same ladder, from 16) and B (a power of two when the bucket holds fewer structures) are
 rounded too, so a later call on similar data reuses the compiled programs.
 
@@ -175,19 +176,24 @@ class Evaluator:
     Args:
         model: see :func:`so3krates_hk.committee.load_model` (None: the shipped SO3LR).
         dtype: "float32" (default) or "float64" (enables ``jax_enable_x64`` process-wide).
-        batching: "vmap" (the batch as one vectorised program) or "map" (``jax.lax.map``: the structures of a
-            batch one after another inside one compiled program; same results, different speed per platform).
+        batching: "vmap" (the batch as one vectorised program), "map" (``jax.lax.map``: the structures of a
+            batch one after another inside one compiled program) or "auto" (default: "map" on CPU, where the
+            vectorised gathers and scatters were measured slower than one structure at a time
+            (``benchmarks/eval_bench.py``), "vmap" on accelerators). Same results. A committee is always
+            vectorised over its members.
         **so3lr_kwargs: factory arguments overriding those of the weights (e.g. ``lr_cutoff``).
     """
 
-    def __init__(self, model: ModelSpec = None, dtype: str = "float32", batching: str = "vmap", **so3lr_kwargs: Any):
+    def __init__(self, model: ModelSpec = None, dtype: str = "float32", batching: str = "auto", **so3lr_kwargs: Any):
         from so3krates_hk.ase import enable_x64
         from so3krates_hk.factory import so3lr_neighborlist_pp
 
         if dtype not in DTYPES:
             raise UserError(f"dtype must be 'float32' or 'float64'; got {dtype!r}")
-        if batching not in ("vmap", "map"):
-            raise UserError(f"batching must be 'vmap' or 'map'; got {batching!r}")
+        if batching not in ("auto", "vmap", "map"):
+            raise UserError(f"batching must be 'auto', 'vmap' or 'map'; got {batching!r}")
+        if batching == "auto":
+            batching = "map" if jax.default_backend() == "cpu" else "vmap"
         self.batching = batching
         if dtype == "float64":
             enable_x64()
