@@ -373,7 +373,7 @@ class EvalResult:
     num_atoms: np.ndarray
     metrics: dict  # {target: {"mae", "rmse", "count", "unit"}}
     num_compilations: int
-    seconds: float  # wall time of the batched evaluation (compilations included)
+    seconds: float  # wall time: validation, neighbour lists and the batched evaluation (compilations included)
     buckets: dict  # {"free"/"periodic" N_b: structures}
 
     @property
@@ -488,6 +488,7 @@ def evaluate(
     if not frames:
         raise InputError("no structures to evaluate")
     evaluator = evaluator or Evaluator(model, dtype, **so3lr_kwargs)
+    t0 = time.perf_counter()
     prepared = []
     for k, atoms in enumerate(frames):
         try:
@@ -495,7 +496,6 @@ def evaluate(
         except InputError as e:
             raise InputError(f"structure {k}: {e}") from None
     compiles = evaluator.num_compilations
-    t0 = time.perf_counter()
     predictions = evaluator.predict(prepared, batch_atoms=batch_atoms, progress=progress)
     seconds = time.perf_counter() - t0
     refs = [references(a) for a in frames]
