@@ -179,8 +179,8 @@ class Evaluator:
         batching: "vmap" (the batch as one vectorised program), "map" (``jax.lax.map``: the structures of a
             batch one after another inside one compiled program) or "auto" (default: "map" on CPU, where the
             vectorised gathers and scatters were measured slower than one structure at a time
-            (``benchmarks/eval_bench.py``), "vmap" on accelerators). Same results. A committee is always
-            vectorised over its members.
+            (``benchmarks/eval_bench.py``), "vmap" on accelerators). Same results. A committee's members are
+            batched the same way.
         **so3lr_kwargs: factory arguments overriding those of the weights (e.g. ``lr_cutoff``).
     """
 
@@ -284,7 +284,10 @@ class Evaluator:
                 batched = lambda params, *arrays: jax.lax.map(lambda a: one(params, *a), arrays)  # noqa: E731
             else:
                 batched = jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, 0, 0, 0))
-            if self.members:
+            if self.members and self.batching == "map":  # members one after another, as the structures
+                inner = batched
+                batched = lambda params, *arrays: jax.lax.map(lambda p: inner(p, *arrays), params)  # noqa: E731
+            elif self.members:
                 batched = jax.vmap(batched, in_axes=(0,) + (None,) * 8)
 
             def run(params, *arrays):
