@@ -255,15 +255,14 @@ def _run_one(cfg: FinetuneConfig, progress: bool, out: str) -> dict:
     R0 = jnp.asarray(data["R"][0])
     sr0, lr0 = sr_fn.allocate(R0), lr_fn.allocate(R0)
 
-    def predict(p, idx, aux=False):
+    @jax.jit
+    def one(p, r):  # parameters as an argument: one compilation for every prediction below
         energy_fn = template(p, lr0)
+        (e, a), g = jax.value_and_grad(lambda x: energy_fn(x, sr0.update(x), mode="with_aux"), has_aux=True)(r)
+        return e, -g, a
 
-        @jax.jit
-        def one(r):
-            (e, a), g = jax.value_and_grad(lambda x: energy_fn(x, sr0.update(x), mode="with_aux"), has_aux=True)(r)
-            return e, -g, a
-
-        es, fs, auxes = zip(*(one(jnp.asarray(data["R"][i])) for i in idx))
+    def predict(p, idx, aux=False):
+        es, fs, auxes = zip(*(one(p, jnp.asarray(data["R"][i])) for i in idx))
         if aux:
             return np.asarray(es), np.asarray(fs), {k: np.stack([a[k] for a in auxes]) for k in auxes[0]}
         return np.asarray(es), np.asarray(fs)
