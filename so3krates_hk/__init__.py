@@ -4,6 +4,7 @@ Public API:
     so3krates_neighborlist_pp  chemutils-style SO3krates factory (random init, explicit params)
     so3lr_neighborlist_pp      the full SO3LR energy (short- and long-range lists, total charge and spin)
     so3lr_to_jax_md            pretrained SO3LR bound into jax-md (neighbor_fn, neighbor_fn_lr, energy_fn)
+    hessian                    the exact Hessian of SO3LR at an ase.Atoms, by automatic differentiation
     SO3kratesConfig            the transformer's hyperparameters
     SO3LRModel                 the model-slot class for frameworks that hold several backbones (alias SO3kratesModel)
 
@@ -30,6 +31,7 @@ _LAZY = {
     "so3krates_neighborlist_pp": "so3krates_hk.factory",
     "so3lr_neighborlist_pp": "so3krates_hk.factory",
     "so3lr_to_jax_md": "so3krates_hk.factory",
+    "hessian": "so3krates_hk.hessian",
     "InputError": "so3krates_hk.validation",
     "UserError": "so3krates_hk.errors",
     "SO3LRModel": "so3krates_hk.training.model_slot",

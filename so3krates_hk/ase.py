@@ -37,6 +37,20 @@ moved more than skin/2. They are re-allocated when the number of atoms, the atom
 or when a list overflows. Array capacities only grow for a given number of atoms, so re-allocations usually reuse the
 compiled energy function. The counters ``num_allocations``, ``num_rebuilds`` and ``num_compilations`` show what
 happened. Gas-phase systems use no cell list (O(N²) list construction), which is fine up to a few thousand atoms.
+
+**Dipole moment** (``get_dipole_moment()``, e·Å): μ = Σ q_i (r_i − R_com) from SO3LR's partial charges, about the
+centre of mass, so it is translation-invariant for charged molecules too (for neutral ones the origin does not
+matter). Free space only: for a periodic cell the dipole depends on how atoms are wrapped into the cell and is not
+defined; asking for it raises ``PropertyNotImplementedError``.
+
+**Hessian and vibrations.** ``calc.get_hessian(atoms)`` is the exact Hessian (3N, 3N) in eV/Å² by automatic
+differentiation (``so3krates_hk.hessian``), and ``calc.get_vibrations(atoms)`` the matching
+``ase.vibrations.VibrationsData`` (frequencies, normal modes, Jmol output), with no finite differences.
+
+**Committees.** ``params`` may be a list of parameter trees (or parameter files) of one architecture: all members
+are evaluated in one batched call (``jax.vmap`` over the stacked parameters). ``energy``, ``forces`` and the other
+properties are then the member mean, and ``energy_std`` (eV) and ``forces_std`` ((N, 3), eV/Å) the population
+standard deviation over members (``so3krates_hk.committee``).
 """
 
 from __future__ import annotations
@@ -48,7 +62,7 @@ from typing import Any, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ase.calculators.calculator import Calculator, Parameters, all_changes
+from ase.calculators.calculator import Calculator, Parameters, PropertyNotImplementedError, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from so3krates_hk import validation
@@ -194,7 +208,8 @@ class SO3LRCalculator(Calculator):
     partial charges, e).
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "charges"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "charges", "dipole",
+                              "energy_std", "forces_std"]  # fmt: skip
     nolabel = True
 
     def __init__(
@@ -221,6 +236,13 @@ class SO3LRCalculator(Calculator):
         if name == "float64":
             enable_x64()
         self.dtype = DTYPES[name]
+        self.members = None
+        if isinstance(params, (list, tuple)):  # a committee
+            from so3krates_hk.committee import load_model
+
+            params, committee_kwargs, self.members = load_model(list(params))
+            so3lr_kwargs = {**{k: v for k, v in committee_kwargs.items() if k not in ("r_cutoff", "lr_cutoff")},
+                            **so3lr_kwargs}  # fmt: skip
         if params is None:
             from so3krates_hk import pretrained
 
@@ -300,11 +322,52 @@ class SO3LRCalculator(Calculator):
             energies=np.asarray(out["energies"], np.float64),
             charges=np.asarray(out["charges"], np.float64),
         )
+        if self.members:
+            self.results["energy_std"] = float(out["energy_std"])
+            forces_std = np.asarray(out["forces_std"], np.float64)
+            if geometry.rotation is not None:  # the spread of rotated vectors: rotate the member forces instead
+                forces_std = np.asarray(out["member_forces"], np.float64) @ geometry.rotation.T
+                forces_std = forces_std.std(axis=0)
+            self.results["forces_std"] = forces_std
         if geometry.periodic:
             stress = np.asarray(out["stress"], np.float64)
             if geometry.rotation is not None:
                 stress = geometry.rotation @ stress @ geometry.rotation.T
             self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+        else:
+            self.results["dipole"] = np.asarray(out["dipole"], np.float64)
+        for name in properties:
+            if name not in self.results:
+                raise PropertyNotImplementedError(_UNDEFINED.get(name, f"{name!r} is not available here."))
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Hessian and vibrations
+
+    def get_hessian(self, atoms=None) -> np.ndarray:
+        """The exact Hessian ∂²E/∂r∂r of ``atoms`` (default: the last structure), (3N, 3N) in eV/Å²."""
+        from so3krates_hk.hessian import hessian
+
+        atoms = self.atoms if atoms is None else atoms
+        if atoms is None:
+            raise ValueError("get_hessian needs atoms (no structure has been calculated yet).")
+        if self.members:
+            raise PropertyNotImplementedError("The Hessian is defined for one model, not a committee.")
+        if not hasattr(self, "_hessian_evaluator"):
+            from so3krates_hk.evaluate import Evaluator
+
+            self._hessian_evaluator = Evaluator(
+                jax.device_get(self.params), "float64" if self.dtype == jnp.float64 else "float32",
+                r_cutoff=self.r_cutoff, lr_cutoff=self.lr_cutoff, **self.so3lr_kwargs,
+            )  # fmt: skip
+        return hessian(atoms, evaluator=self._hessian_evaluator)
+
+    def get_vibrations(self, atoms=None):
+        """``ase.vibrations.VibrationsData`` from the exact Hessian: ``get_frequencies()`` (cm⁻¹),
+        ``get_modes()``, ``write_jmol()``."""
+        from ase.vibrations import VibrationsData
+
+        atoms = self.atoms if atoms is None else atoms
+        return VibrationsData.from_2d(atoms, self.get_hessian(atoms))
 
     # ----------------------------------------------------------------------------------------------------------
     # Geometry and validation
@@ -443,13 +506,26 @@ class SO3LRCalculator(Calculator):
                 # With fractional coordinates, the gradient with respect to the fractional input is the
                 # Cartesian gradient (the custom JVP of jax-md's space.transform).
                 result = dict(energy=e, forces=-grad, energies=out["per_atom_energy"], charges=out["partial_charges"],
-                              edge_overflow=out["edge_overflow"], num_edges=out["num_edges"])  # fmt: skip
+                              edge_overflow=out["edge_overflow"], num_edges=out["num_edges"], dipole=out["dipole"])  # fmt: skip
                 if periodic:
                     volume = jnp.abs(jnp.linalg.det(box))
                     result["stress"] = 0.5 * (grad_strain + grad_strain.T) / volume
                 return result
 
-            self._evaluators[key] = jax.jit(evaluate)
+            if self.members:  # a committee: every member in one call, then mean and spread
+                batched = jax.vmap(evaluate, in_axes=(0,) + (None,) * 7)
+
+                def committee(params, *args):
+                    out = batched(params, *args)
+                    reduced = {k: jnp.mean(v, axis=0) for k, v in out.items() if k not in ("edge_overflow", "num_edges")}
+                    reduced.update(edge_overflow=jnp.any(out["edge_overflow"]), num_edges=jnp.max(out["num_edges"]),
+                                   energy_std=jnp.std(out["energy"]), forces_std=jnp.std(out["forces"], axis=0),
+                                   member_forces=out["forces"])  # fmt: skip
+                    return reduced
+
+                self._evaluators[key] = jax.jit(committee)
+            else:
+                self._evaluators[key] = jax.jit(evaluate)
         return self._evaluators[key]
 
     def _evaluate(self, geometry, position, box, numbers, charge, spin) -> dict:
@@ -468,6 +544,15 @@ class SO3LRCalculator(Calculator):
 
 def _overflow(nbrs) -> bool:
     return nbrs is not None and bool(nbrs.did_buffer_overflow)
+
+
+_UNDEFINED = {
+    "dipole": "The dipole moment of a periodic cell is not defined (it depends on how atoms are wrapped into the "
+    "cell); SO3LRCalculator gives it for free-space structures only.",
+    "stress": "Stress is defined for periodic cells only.",
+    "energy_std": "energy_std needs a committee: pass params as a list of parameter sets.",
+    "forces_std": "forces_std needs a committee: pass params as a list of parameter sets.",
+}
 
 
 def _info_key(info: dict) -> tuple:

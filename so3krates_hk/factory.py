@@ -41,6 +41,7 @@ from so3krates_hk.models import (
     so3krates_energy,
     so3lr_energy,
 )
+from so3krates_hk.physics.dipole import dipole_moment
 
 MODES = ("energy", "all")
 LR_FORMATS = {
@@ -279,7 +280,9 @@ def so3lr_neighborlist_pp(
             (docs/model.md, "Graphs").
             A list of another format raises.
         avg_num_neighbors: n̄ = 13.168995780096482 for the pretrained weights.
-        mode: "energy" or "all" (total, components, partial charges, Hirshfeld ratios, features).
+        mode: "energy" or "all" (total, components, partial charges, Hirshfeld ratios, features, and ``dipole``
+            Σ q_i (r_i − R_com) of the positions as given: meaningful for Cartesian free-space positions only;
+            see ``so3krates_hk.physics.dipole``).
         electrostatic_energy_scale: σ_e, the erf width of the Coulomb kernel (4 Å).
         dispersion_energy_scale: scale of the QDO damping radius (1.2).
         check_spin_parity: reject (outside jit) a number of unpaired electrons whose parity differs from the
@@ -323,6 +326,7 @@ def so3lr_neighborlist_pp(
             jnp.asarray(num_unpaired_electrons, dtype).reshape(()), remat=remat,
         )  # fmt: skip
         aux["num_edges"] = graph.num_edges
+        aux["dipole"] = dipole_moment(aux["partial_charges"], position, Z, node_mask)  # e·Å, about the centre of mass
         return _finish(per_atom, aux, position, node_mask, graph.overflow, mode, per_particle)
 
     def check(a):

@@ -16,7 +16,7 @@ import sys
 from typing import Optional, Sequence
 
 PROG = "so3krates-hk"
-COMMANDS = ("train", "finetune", "data", "md", "lammps", "export", "convert", "example", "bench")  # modules of this package, in --help order
+COMMANDS = ("train", "finetune", "data", "md", "lammps", "export", "eval", "vib", "convert", "example", "bench")  # modules of this package, in --help order
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -3,12 +3,19 @@
 1. Read energies and forces from an extended-XYZ file (ASE); all frames must share one set of atomic numbers.
 2. Start from the shipped SO3LR weights. Optionally fit a constant per-atom energy shift to the data first (the
    reference's total energies sit on another zero than SO3LR's), folded into the head's ``energy_offset``.
-3. Train with chemtrain's ``ForceMatching`` on energies and forces; the parts listed in ``model.freeze``
+3. Train with chemtrain's ``ForceMatching`` on energies and forces, and, when the data carry them and their weights
+   are positive, on dipole moments (``training.dipole_weight``; e·Å, ``info["dipole"]`` or the calculator's
+   ``dipole``; the model's μ = Σ q_i (r_i − R_com) of its partial charges, ``so3krates_hk.physics.dipole``) and
+   Hirshfeld ratios (``training.hirshfeld_weight``; ``arrays["hirshfeld_ratios"]``). The loss is
+   γ_U·MSE(U) + γ_F·MSE(F) + γ_μ·MSE(μ) + γ_h·MSE(h). The parts listed in ``model.freeze``
    (glob patterns on Haiku module paths, e.g. ``"so3krates/*"``) are frozen with an optax mask
    (``optax.multi_transform`` with ``set_to_zero``), so they stay bit-identical.
 4. Report force RMSE before and after on the test split, check the frozen leaves, export the result in the safe
    ``.npz`` format (``finetuned.npz``, metadata as the shipped weights), load it back and check it reproduces the
    trained energies.
+5. ``training.committee: M`` trains M members, with seeds ``seed``, ``seed + 1``, … (the order of the training
+   batches; every member starts from the same weights), into ``<output>/member_<m>/``, and lists them in
+   ``committee.json`` (evaluate them together with ``so3krates-hk eval --model …`` or ``SO3LRCalculator``).
 """
 
 from __future__ import annotations
@@ -59,7 +66,10 @@ class FinetuneTraining:
     learning_rate: float = option(1e-4, gt=0)
     energy_weight: float = option(0.01, ge=0)
     force_weight: float = option(1.0, ge=0)
+    dipole_weight: float = option(0.0, ge=0)  # γ_μ: fit dipoles (needs them in the data)
+    hirshfeld_weight: float = option(0.0, ge=0)  # γ_h: fit Hirshfeld ratios (needs them in the data)
     seed: int = 0
+    committee: int = option(1, ge=1)  # members trained with seeds seed, seed + 1, …
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +134,8 @@ def masked_optimizer(optimizer: optax.GradientTransformation, params, patterns: 
 
 
 def read_xyz_dataset(path: str, max_frames: Optional[int] = None) -> dict[str, np.ndarray]:
-    """{"R": (T, N, 3), "U": (T,), "F": (T, N, 3), "Z": (N,)} from an extended-XYZ file with energies and forces."""
+    """{"R": (T, N, 3), "U": (T,), "F": (T, N, 3), "Z": (N,)} from an extended-XYZ file with energies and forces;
+    with "dipole" (T, 3) and "hirshfeld" (T, N) when every frame carries them (see the module docstring)."""
     import ase.io
 
     if not os.path.exists(path):
@@ -144,7 +155,28 @@ def read_xyz_dataset(path: str, max_frames: Optional[int] = None) -> dict[str, n
     R = np.stack([a.get_positions() for a in frames])
     U = np.array([a.get_potential_energy() for a in frames])
     F = np.stack([a.get_forces() for a in frames])
-    return {"R": R, "U": U, "F": F, "Z": Z.astype(np.int32)}
+    data = {"R": R, "U": U, "F": F, "Z": Z.astype(np.int32)}
+    from so3krates_hk.evaluate import references
+
+    refs = [references(a) for a in frames]
+    if all("dipole" in r for r in refs):
+        data["dipole"] = np.stack([r["dipole"].reshape(3) for r in refs])
+    if all("hirshfeld_ratios" in r for r in refs):
+        data["hirshfeld"] = np.stack([r["hirshfeld_ratios"].reshape(len(Z)) for r in refs])
+    return data
+
+
+def extra_targets(t: "FinetuneTraining", data: dict) -> dict[str, float]:
+    """{data key: weight} of the dipole and Hirshfeld targets switched on; a positive weight without the data
+    raises ConfigError."""
+    targets = {}
+    for key, weight, what in (("dipole", t.dipole_weight, "dipoles (info['dipole'])"),
+                              ("hirshfeld", t.hirshfeld_weight, "Hirshfeld ratios (arrays['hirshfeld_ratios'])")):  # fmt: skip
+        if weight > 0:
+            if key not in data:
+                raise ConfigError(f"training.{key}_weight > 0, but not every frame of the data carries {what}.")
+            targets[key] = float(weight)
+    return targets
 
 
 # ------------------------------------------------------------------------------------------------- the job
@@ -158,12 +190,17 @@ def make_energy_template(Z, total_charge=0.0, num_unpaired_electrons=0.0, r_cuto
     lr_fn = partition.neighbor_list(displacement, 1.0, lr_cutoff, dr_threshold=0.5, format=partition.OrderedSparse,
                                     disable_cell_list=True, capacity_multiplier=1.5)  # fmt: skip
     _, apply_fn = so3lr_neighborlist_pp(displacement, r_cutoff=r_cutoff, lr_cutoff=lr_cutoff, **kwargs)
+    _, apply_all = so3lr_neighborlist_pp(displacement, r_cutoff=r_cutoff, lr_cutoff=lr_cutoff, mode="all", **kwargs)
     Z = jnp.asarray(Z, jnp.int32)
 
     def template(params, lr_init):
-        def energy_fn(position, neighbor, **kw):
-            return apply_fn(params, position, neighbor, lr_init.update(position), Z, total_charge,
-                            num_unpaired_electrons, **kw)  # fmt: skip
+        def energy_fn(position, neighbor, mode=None, **kw):
+            """The energy; with ``mode="with_aux"`` (chemtrain) also {"dipole", "hirshfeld"} for extra targets."""
+            args = (params, position, neighbor, lr_init.update(position), Z, total_charge, num_unpaired_electrons)
+            if mode == "with_aux":
+                out = apply_all(*args, **kw)
+                return out["energy"], {"dipole": out["dipole"], "hirshfeld": out["hirshfeld_ratios"]}
+            return apply_fn(*args, **kw)
 
         return energy_fn
 
@@ -171,15 +208,38 @@ def make_energy_template(Z, total_charge=0.0, num_unpaired_electrons=0.0, r_cuto
 
 
 def run(cfg: FinetuneConfig, progress: bool = True, output: Optional[str] = None) -> dict:
+    """Fine-tune (one model, or ``training.committee`` members with consecutive seeds); returns the metrics."""
+    out = output or cfg.output.directory
+    members = cfg.training.committee
+    if members == 1:
+        return _run_one(cfg, progress, out)
+    os.makedirs(out, exist_ok=True)
+    results = []
+    for m in range(members):
+        training = dataclasses.replace(cfg.training, seed=cfg.training.seed + m, committee=1)
+        print(f"committee member {m + 1}/{members} (seed {training.seed})")
+        results.append(_run_one(dataclasses.replace(cfg, training=training), progress, os.path.join(out, f"member_{m}")))
+    summary = dict(members=[r["params"] for r in results], seeds=[cfg.training.seed + m for m in range(members)],
+                   after=[r["after"] for r in results])  # fmt: skip
+    with atomic_path(os.path.join(out, "committee.json"), suffix=".json") as tmp:
+        with open(tmp, "w") as f:
+            json.dump(summary, f, indent=1, default=float)
+    return dict(summary, params=[r["params"] for r in results],
+                frozen_bit_identical=all(r["frozen_bit_identical"] for r in results),
+                export_reload_matches=all(r["export_reload_matches"] for r in results))  # fmt: skip
+
+
+def _run_one(cfg: FinetuneConfig, progress: bool, out: str) -> dict:
     from chemtrain.trainers import ForceMatching
+    from jax_md_mod import custom_quantity
     from tqdm.auto import tqdm
 
     from so3krates_hk.training.data import split_indices
 
-    out = output or cfg.output.directory
     os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     data = read_xyz_dataset(cfg.data.xyz, cfg.data.max_frames)
+    extra = extra_targets(cfg.training, data)
     T, N = data["R"].shape[:2]
     tr, va, te = split_indices(T, cfg.data.train_fraction, cfg.data.val_fraction, cfg.data.seed)
     params, kwargs = pretrained.so3lr()
@@ -192,18 +252,19 @@ def run(cfg: FinetuneConfig, progress: bool = True, output: Optional[str] = None
     R0 = jnp.asarray(data["R"][0])
     sr0, lr0 = sr_fn.allocate(R0), lr_fn.allocate(R0)
 
-    def predict(p, idx):
+    @jax.jit
+    def one(p, r):  # parameters as an argument: one compilation for every prediction below
         energy_fn = template(p, lr0)
+        (e, a), g = jax.value_and_grad(lambda x: energy_fn(x, sr0.update(x), mode="with_aux"), has_aux=True)(r)
+        return e, -g, a
 
-        @jax.jit
-        def one(r):
-            e, g = jax.value_and_grad(lambda x: energy_fn(x, sr0.update(x)))(r)
-            return e, -g
-
-        es, fs = zip(*(one(jnp.asarray(data["R"][i])) for i in idx))
+    def predict(p, idx, aux=False):
+        es, fs, auxes = zip(*(one(p, jnp.asarray(data["R"][i])) for i in idx))
+        if aux:
+            return np.asarray(es), np.asarray(fs), {k: np.stack([a[k] for a in auxes]) for k in auxes[0]}
         return np.asarray(es), np.asarray(fs)
 
-    e_before, f_before = predict(params, np.arange(T))
+    e_before, f_before, aux_before = predict(params, np.arange(T), aux=True)
     if m.fit_energy_shift:  # one constant per atom: a single composition makes per-element shifts unidentifiable
         shift = float(np.mean(data["U"][tr] - e_before[tr])) / N
         offsets = params["energy_head"]["energy_offset"]
@@ -212,15 +273,19 @@ def run(cfg: FinetuneConfig, progress: bool = True, output: Optional[str] = None
         e_before = e_before + shift * N
     rmse = lambda a, b: float(np.sqrt(np.mean((np.asarray(a) - np.asarray(b)) ** 2)))  # noqa: E731
     before = dict(force_rmse=rmse(f_before[te], data["F"][te]), energy_rmse=rmse(e_before[te], data["U"][te]))
+    for key in extra:
+        before[f"{key}_rmse"] = rmse(aux_before[key][te], data[key][te])
 
     t = cfg.training
     optimizer = masked_optimizer(optax.adam(t.learning_rate), params, m.freeze)
     trainer = ForceMatching(
-        params, optimizer, lambda p: template(p, lr0), sr0, gammas={"U": t.energy_weight, "F": t.force_weight},
+        params, optimizer, lambda p: template(p, lr0), sr0,
+        gammas={"U": t.energy_weight, "F": t.force_weight, **extra}, energy_fn_has_aux=bool(extra),
+        additional_targets={key: custom_quantity.get_aux(key) for key in extra} or None,
         batch_per_device=min(t.batch_size, len(tr)), batch_cache=1, log_file=os.path.join(out, "chemtrain.log"),
         checkpoint_path=os.path.join(out, "chemtrain"),
     )  # fmt: skip
-    subset = lambda idx: {"R": data["R"][idx], "U": data["U"][idx], "F": data["F"][idx]}  # noqa: E731
+    subset = lambda idx: {k: data[k][idx] for k in ("R", "U", "F", *extra)}  # noqa: E731
     trainer.set_dataset(subset(tr), stage="training", shuffle=True, seed=t.seed)
     if len(va):
         trainer.set_dataset(subset(va), stage="validation", include_all=True)
@@ -233,8 +298,10 @@ def run(cfg: FinetuneConfig, progress: bool = True, output: Optional[str] = None
         if len(va):
             history["val_force_rmse"].append(float(np.sqrt(trainer.val_target_losses["F"][-1])))
     tuned = trainer.params
-    e_after, f_after = predict(tuned, np.arange(T))
+    e_after, f_after, aux_after = predict(tuned, np.arange(T), aux=True)
     after = dict(force_rmse=rmse(f_after[te], data["F"][te]), energy_rmse=rmse(e_after[te], data["U"][te]))
+    for key in extra:
+        after[f"{key}_rmse"] = rmse(aux_after[key][te], data[key][te])
 
     labels = freeze_labels(params, m.freeze)
     frozen_identical = all(
@@ -257,6 +324,7 @@ def run(cfg: FinetuneConfig, progress: bool = True, output: Optional[str] = None
 
     metrics = dict(
         frames=dict(train=len(tr), validation=len(va), test=len(te)), atoms=N, before=before, after=after,
+        targets=dict(U=t.energy_weight, F=t.force_weight, **extra), seed=t.seed,
         history=history, frozen_leaves=n_frozen, frozen_bit_identical=frozen_identical,
         trainable_leaves_changed=changed, export_reload_matches=export_ok, params=path,
         wall_seconds=time.perf_counter() - t0,
@@ -266,6 +334,9 @@ def run(cfg: FinetuneConfig, progress: bool = True, output: Optional[str] = None
             json.dump(metrics, f, indent=1, default=float)
     print(f"force RMSE on the test split: {before['force_rmse']:.4f} → {after['force_rmse']:.4f} eV/Å; "
           f"energy RMSE {before['energy_rmse']:.4f} → {after['energy_rmse']:.4f} eV")  # fmt: skip
+    for key, unit in (("dipole", "e·Å"), ("hirshfeld", "")):
+        if key in extra:
+            print(f"{key} RMSE on the test split: {before[key + '_rmse']:.4f} → {after[key + '_rmse']:.4f} {unit}")
     print(f"{n_frozen} frozen leaves bit-identical: {frozen_identical}; {changed} trainable leaves changed; "
           f"exported {path} and reloaded: {'matches' if export_ok else 'MISMATCH'}")  # fmt: skip
     return metrics

@@ -1,0 +1,162 @@
+"""Data-set evaluation and committees: batched ``so3krates_hk.evaluate`` against looping the ASE calculator.
+
+    eval "$(python -m so3krates_hk.cpu_tuning)"          # the malloc settings the CLI uses
+    python -m benchmarks.eval_bench                       # bundled aspirin set, float32 and float64
+    python -m benchmarks.eval_bench --frames 64 --dtypes float32 --out /tmp/eval-bench
+
+Everything runs in one process, one after another, so the ratios are same-run ratios (the machine is shared; the
+absolute times are noisy). For each dtype:
+
+* ``ase_loop``: ``atoms.calc = SO3LRCalculator(dtype)``; energy and forces of every frame in a Python loop (the
+  usual way). Cold (first pass, compilation included) and warm (the fastest of ``--repeats`` further passes)
+  seconds.
+* ``eval_<batching>_<batch_atoms>``: ``evaluate(frames, evaluator=…)`` cold (new Evaluator: compilation
+  included) and warm (the same Evaluator again, fastest of ``--repeats``); with the number of compilations.
+* ``committee``: 4 members (the shipped weights with their energy offsets perturbed), warm: one batched committee
+  call (``Evaluator`` with 4 members; ``SO3LRCalculator(params=[…4…])``) against 4 separate calls of one model
+  (``Evaluator`` programs with each member's params; 4 calculators) over the same frames.
+
+Results: ``results.json`` and ``results.md`` in ``--out`` (default ``benchmarks/results/eval-<date>/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import time
+import warnings
+
+
+def _timed(fn):
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=None, help="structure file (default: the bundled aspirin_gfn2.xyz)")
+    parser.add_argument("--frames", type=int, default=None, help="use the first FRAMES frames (default: all)")
+    parser.add_argument("--dtypes", default="float32,float64", help="comma-separated")
+    parser.add_argument("--batch-atoms", default="384,3072", help="comma-separated batch_atoms values")
+    parser.add_argument("--batching", default="vmap,map", help="comma-separated: vmap, map")
+    parser.add_argument("--committee-frames", type=int, default=32, help="frames for the committee comparison")
+    parser.add_argument("--out", default=None, help="output directory")
+    parser.add_argument("--committee-only", action="store_true", help="only the committee comparison")
+    parser.add_argument("--repeats", type=int, default=3, help="warm passes; the fastest counts")
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+
+    import ase.io
+    import jax
+    import numpy as np
+
+    from so3krates_hk import pretrained
+    from so3krates_hk.ase import SO3LRCalculator
+    from so3krates_hk.evaluate import Evaluator, evaluate
+
+    data = args.data or os.path.join(os.path.dirname(__file__), "..", "so3krates_hk", "data", "finetune",
+                                     "aspirin_gfn2.xyz")  # fmt: skip
+    frames = ase.io.read(data, ":" if args.frames is None else f":{args.frames}")
+    out_dir = args.out or os.path.join(os.path.dirname(__file__), "results", f"eval-{datetime.date.today()}")
+    os.makedirs(out_dir, exist_ok=True)
+    record = dict(data=os.path.basename(data), frames=len(frames), atoms=sorted({len(a) for a in frames}),
+                  jax=jax.__version__, device=str(jax.devices()[0]), platform=platform.platform(),
+                  malloc_tuned=os.environ.get("MALLOC_ARENA_MAX") == "1", load_start=os.getloadavg(),
+                  date=datetime.datetime.now().isoformat(timespec="seconds"), runs=[])  # fmt: skip
+
+    def ase_loop(calc, subset):
+        for a in subset:
+            b = a.copy()
+            b.calc = calc
+            b.get_potential_energy()
+            b.get_forces()
+
+    for dtype in [] if args.committee_only else args.dtypes.split(","):
+        calc = SO3LRCalculator(dtype=dtype)
+        cold, _ = _timed(lambda: ase_loop(calc, frames))
+        warm = min(_timed(lambda: ase_loop(calc, frames))[0] for _ in range(args.repeats))
+        base = dict(dtype=dtype, method="ase_loop", cold_s=cold, warm_s=warm,
+                    warm_structures_per_s=len(frames) / warm, compilations=calc.num_compilations)  # fmt: skip
+        record["runs"].append(base)
+        print(json.dumps(base), flush=True)
+        for batching in args.batching.split(","):
+            for batch_atoms in (int(b) for b in args.batch_atoms.split(",")):
+                ev = Evaluator(dtype=dtype, batching=batching)
+                cold, r = _timed(lambda: evaluate(frames, evaluator=ev, batch_atoms=batch_atoms))
+                warm = min(_timed(lambda: evaluate(frames, evaluator=ev, batch_atoms=batch_atoms))[0]
+                           for _ in range(args.repeats))
+                row = dict(dtype=dtype, method=f"eval_{batching}_{batch_atoms}", cold_s=cold, warm_s=warm,
+                           warm_structures_per_s=len(frames) / warm, compilations=r.num_compilations,
+                           speedup_warm_vs_ase=base["warm_s"] / warm, speedup_cold_vs_ase=base["cold_s"] / cold,
+                           buckets=r.buckets)  # fmt: skip
+                record["runs"].append(row)
+                print(json.dumps(row), flush=True)
+
+    # committee of 4 against 4 separate calls (warm), float32
+    dtype = args.dtypes.split(",")[0]
+    subset = frames[: args.committee_frames]
+    base_params, _ = pretrained.so3lr()
+    members = []
+    for m in range(4):
+        p = jax.tree_util.tree_map(np.array, base_params)
+        p["energy_head"]["energy_offset"] = p["energy_head"]["energy_offset"] + 0.01 * m
+        members.append(p)
+    single = Evaluator(dtype=dtype)  # batching "auto" for both
+    committee = Evaluator(members, dtype=dtype)
+    prepared = [single.prepare(a) for a in subset]
+
+    def separate():
+        for p in members:
+            single.params = jax.tree_util.tree_map(lambda x: jax.numpy.asarray(x, single.dtype), p)
+            single.predict(prepared)
+
+    separate()
+    committee.predict(prepared)
+    t_sep, _ = _timed(separate)
+    t_com, _ = _timed(lambda: committee.predict(prepared))
+    row = dict(dtype=dtype, method="committee4_eval", frames=len(subset), separate_4_s=t_sep, committee_s=t_com,
+               ratio_committee_over_separate=t_com / t_sep)  # fmt: skip
+    record["runs"].append(row)
+    print(json.dumps(row), flush=True)
+    calcs = [SO3LRCalculator(params=p, dtype=dtype) for p in members]
+    ccalc = SO3LRCalculator(params=members, dtype=dtype)
+    for c in calcs + [ccalc]:
+        ase_loop(c, subset[:2])
+    t_sep, _ = _timed(lambda: [ase_loop(c, subset) for c in calcs])
+    t_com, _ = _timed(lambda: ase_loop(ccalc, subset))
+    row = dict(dtype=dtype, method="committee4_ase", frames=len(subset), separate_4_s=t_sep, committee_s=t_com,
+               ratio_committee_over_separate=t_com / t_sep)  # fmt: skip
+    record["runs"].append(row)
+    print(json.dumps(row), flush=True)
+    record["load_end"] = os.getloadavg()
+
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(record, f, indent=1)
+    lines = [f"# Data-set evaluation, {record['data']} ({record['frames']} frames, {record['atoms']} atoms)", "",
+             f"{record['device']}, JAX {record['jax']}, malloc tuned: {record['malloc_tuned']}, load "
+             f"{record['load_start']} → {record['load_end']}. Same-process, same-run ratios.", "",
+             "| dtype | method | compilations | cold s | warm s | warm structures/s | × ASE loop (warm) | × (cold) |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for r in record["runs"]:
+        if r["method"].startswith("committee"):
+            continue
+        lines.append(f"| {r['dtype']} | {r['method']} | {r['compilations']} | {r['cold_s']:.2f} | {r['warm_s']:.2f} | "
+                     f"{r['warm_structures_per_s']:.1f} | {r.get('speedup_warm_vs_ase', 1.0):.2f} | "
+                     f"{r.get('speedup_cold_vs_ase', 1.0):.2f} |")  # fmt: skip
+    lines += ["", "| committee of 4 | frames | 4 separate calls, s | one committee call, s | ratio |", "|---|---|---|---|---|"]
+    for r in record["runs"]:
+        if r["method"].startswith("committee"):
+            lines.append(f"| {r['method']} ({r['dtype']}) | {r['frames']} | {r['separate_4_s']:.2f} | "
+                         f"{r['committee_s']:.2f} | {r['ratio_committee_over_separate']:.2f} |")  # fmt: skip
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
