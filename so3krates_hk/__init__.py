@@ -34,6 +34,7 @@ _LAZY = {
     "hessian": "so3krates_hk.hessian",
     "InputError": "so3krates_hk.validation",
     "UserError": "so3krates_hk.errors",
+    "SO3LRConfig": "so3krates_hk.config",
     "SO3LRModel": "so3krates_hk.training.model_slot",
     "SO3kratesModel": "so3krates_hk.training.model_slot",
 }
