@@ -14,7 +14,7 @@ own inputs), but if your code relies on float32 defaults, enable x64 yourself at
 ``dtype="float32"``. If x64 is switched off again later, the float64 calculator refuses to run (RuntimeError) rather
 than silently computing in float32.
 
-**Charge and spin** come from ``atoms.info``, as in the original SO3LR ASE path (SPEC §2.1):
+**Charge and spin** come from ``atoms.info``, as in the original SO3LR's ASE calculator:
 
 * ``atoms.info["charge"]``: total charge Q in elementary charges (an integer; default 0);
 * ``atoms.info["multiplicity"]``: spin multiplicity 2S_z + 1; the model takes the number of unpaired electrons
@@ -204,7 +204,7 @@ class SO3LRCalculator(Calculator):
 
     Properties: ``energy``, ``free_energy`` (the same), ``forces``, ``stress`` (periodic cells; Voigt order xx, yy,
     zz, yz, xz, xy; σ = (1/V) ∂E/∂ε by automatic differentiation), ``energies`` (per atom; the split of the
-    Coulomb and dispersion pair energies between the two atoms is a convention, SPEC §2.3) and ``charges`` (SO3LR's
+    Coulomb and dispersion pair energies between the two atoms is a convention of the list format, docs/model.md "Graphs") and ``charges`` (SO3LR's
     partial charges, e).
     """
 

@@ -90,7 +90,7 @@ class SO3krates(hk.Module):
         edges = edge_features(graph, cfg, self.r_cutoff)
         inter = {}
 
-        # §5.3: x⁰ = (e^Z + e^Q + e^S) / √(number of embeddings);  ε⁰ = 0.
+        # docs/model.md, "Initial features": x⁰ = (e^Z + e^Q + e^S) / √(number of embeddings);  ε⁰ = 0.
         embeddings = [AtomTypeEmbedding(self.num_species, cfg.num_features)(species, dtype).astype(dtype)]
         if cfg.use_charge_embed:
             e_q = ChargeSpinEmbedding(self.num_species, cfg.num_features, name="charge_embedding")(

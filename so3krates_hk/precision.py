@@ -1,4 +1,4 @@
-"""The float32 islands of SO3LR's float64 path (SPEC §10), named in one place.
+"""The float32 islands of SO3LR's float64 path (docs/model.md, "Precision"), named in one place.
 
 SO3LR computes in float64 when given float64 inputs, except where the original does float32 arithmetic on float32
 parameters; sub-µeV parity requires doing the same:
@@ -10,7 +10,7 @@ parameters; sub-µeV parity requires doing the same:
 Float32 results of ``exp``/``log1p``/``pow`` depend on the math library. The original's platform evaluated log1p
 like glibc's ``log1pf``; XLA's CPU kernels differ from it by one ulp for two of the ten ZBL parameters (a2, c2). We
 keep XLA's float32 kernels, as the original ran them, and accept that: measured, it moves E_zbl by 1.7e-8 relative
-(8.6e-8 eV on the 56-atom dha, whose E_zbl is 4.95 eV), inside the float32 floor SPEC §10 states
+(8.6e-8 eV on the 56-atom dha, whose E_zbl is 4.95 eV), inside the float32 floor of that computation
 (≲ 2e-7 · |E_zbl|). Emulating one particular libm inside XLA would not be portable across CPU and GPU.
 """
 
