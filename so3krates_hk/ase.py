@@ -204,8 +204,8 @@ class SO3LRCalculator(Calculator):
 
     Properties: ``energy``, ``free_energy`` (the same), ``forces``, ``stress`` (periodic cells; Voigt order xx, yy,
     zz, yz, xz, xy; σ = (1/V) ∂E/∂ε by automatic differentiation), ``energies`` (per atom; the split of the
-    Coulomb and dispersion pair energies between the two atoms is a convention of the list format, docs/model.md "Graphs") and ``charges`` (SO3LR's
-    partial charges, e).
+    Coulomb and dispersion pair energies between the two atoms is a convention of the list format, docs/model.md
+    "Graphs") and ``charges`` (SO3LR's partial charges, e).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "charges", "dipole",
