@@ -351,6 +351,8 @@ def run(args: argparse.Namespace) -> dict:
             first_epoch_seconds=float(sec[0]), test_force_rmse=force_rmse(bb, params, test),
         )  # fmt: skip
         _log(f"{name}: test force RMSE {rec['test_force_rmse']:.3f} (priors alone {prior_rmse:.3f})")
+        out["models"][name] = rec
+        _write(args.out, out)  # training results first: the MD comes after
         if args.md_steps > 0:
             build = bb.md_build(params)
             md_run = dict(md, max_edges=bb.max_edges)
@@ -468,6 +470,30 @@ def plot(directory: str, out: dict) -> None:
     plt.close(fig)
 
 
+SAME_SETTINGS = ("dataset", "training", "cutoff_angstrom", "neighbor_skin_angstrom", "width", "md", "versions",
+                 "chemtrain_jax_aliases")  # fmt: skip
+
+
+def merge(directory: str, others: list[str]) -> dict:
+    """Add the models of other runs (``results.json`` in ``others``) to the run in ``directory``, after checking that
+    they used the same data, split, training, MD settings and package versions; rewrite its table and figure."""
+    with open(os.path.join(directory, "results.json")) as f:
+        out = json.load(f)
+    for other in others:
+        with open(os.path.join(other, "results.json")) as f:
+            res = json.load(f)
+        differ = [k for k in SAME_SETTINGS if res.get(k) != out.get(k)]
+        if differ:
+            raise SystemExit(f"{other}: settings differ from {directory} in {differ}; not merged.")
+        for name, rec in res["models"].items():
+            rec = dict(rec, merged_from=dict(command=res["command"], priors_only=res["priors_only"]))
+            out["models"][name] = rec
+    _write(directory, out)
+    write_table(directory, out)
+    plot(directory, out)
+    return out
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, help="directory for results.json, results.md and validation_loss.png")
@@ -481,7 +507,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--md-steps", type=int, default=10000, help="MD steps per replica (a multiple of --md-block)")
     p.add_argument("--md-block", type=int, default=1000, help="MD steps per jitted block")
     p.add_argument("--md-record-every", type=int, default=50, help="MD steps between recorded frames")
+    p.add_argument("--merge", nargs="+", metavar="DIR", help="instead of training: add the models of these runs' "
+                   "results.json to the one in --out (same settings required) and redraw its table and figure")
     args = p.parse_args(argv)
+    if args.merge:
+        merge(args.out, args.merge)
+        return 0
     run(args)
     return 0
 
