@@ -435,6 +435,11 @@ def write_table(directory: str, out: dict) -> str:
         f"{md['start_frame']} (Q = {md['start_q']:.2f}, the least folded); JS divergences (bits) against all "
         "reference frames. Short MD: the divergences are indicative only.",
     ]
+    merged = [n for n, r in out["models"].items() if r.get("merged_from")]
+    if merged:
+        notes.append(f"{', '.join(merged)}: trained in a separate process with the same settings, at the same time as "
+                     "the others (merged with --merge); the machine's load changed during the runs, so the "
+                     "s / epoch ratios are rough.")  # fmt: skip
     if out.get("chemtrain_jax_aliases"):
         notes.append(f"chemtrain 0.2.0 ran on JAX {out['versions']['jax']} with {', '.join(out['chemtrain_jax_aliases'])} "
                      "added back from jax.tree_util by this benchmark.")  # fmt: skip
