@@ -188,6 +188,31 @@ def mlip_backbone(name: str, cg, species: np.ndarray, force_rms: float, min_dist
     return Backbone(name, description, init_params, energy_fn_template, cg.neighbor, md_build, None, hp)
 
 
+def load_split(args: argparse.Namespace, cfg):
+    """The dataset and its (train, validation, test) subsets, as every model sees them."""
+    from so3krates_hk.training.data import load_cg_dataset
+
+    ds = load_cg_dataset(args.dataset, args.max_frames)
+    if "replica" in ds.extras and len(ds.extras["replica"]) == ds.num_frames:
+        replica = np.asarray(ds.extras["replica"])
+    elif "replica" in ds.extras:
+        # load_cg_dataset subsamples positions and forces only: subsample the replica labels the same way.
+        full = np.asarray(ds.extras["replica"])
+        replica = full[np.linspace(0, len(full) - 1, ds.num_frames).round().astype(int)]
+    else:
+        replica = np.zeros(ds.num_frames, int)
+    tr, va, te = contiguous_split(replica, cfg.data.train_fraction, cfg.data.val_fraction)
+    return ds, (tr, va, te), (ds.subset(tr), ds.subset(va), ds.subset(te))
+
+
+def prior_rmse(priors, displacement, ds) -> float:
+    """Force RMSE of the priors alone on a dataset."""
+    import jax
+
+    force = jax.jit(jax.vmap(jax.grad(priors.energy_fn(displacement))))
+    return float(np.sqrt(np.mean((-np.asarray(force(ds.positions)) - ds.forces) ** 2)))
+
+
 def priors_only_md_build(cg):
     def build(max_edges):
         prior = cg.priors.energy_fn(cg.displacement)
@@ -267,24 +292,13 @@ def run(args: argparse.Namespace) -> dict:
     from so3krates_hk.training import analysis
     from so3krates_hk.training.cg_model import build_cg_model
     from so3krates_hk.training.config import load_config
-    from so3krates_hk.training.data import load_cg_dataset
     from so3krates_hk.training.train import ForceMatchingRun, force_rmse
 
     cfg = load_config("cg_chignolin")
     training = dataclasses.replace(cfg.training, epochs=args.epochs, batch_size=args.batch_size,
                                    checkpoint_every=args.epochs, seed=args.seed)  # fmt: skip
     cfg = dataclasses.replace(cfg, training=training)
-    ds = load_cg_dataset(args.dataset, args.max_frames)
-    if "replica" in ds.extras and len(ds.extras["replica"]) == ds.num_frames:
-        replica = np.asarray(ds.extras["replica"])
-    elif args.max_frames is not None and "replica" in ds.extras:
-        # load_cg_dataset subsamples positions and forces only: subsample the replica labels the same way.
-        full = np.asarray(ds.extras["replica"])
-        replica = full[np.linspace(0, len(full) - 1, ds.num_frames).round().astype(int)]
-    else:
-        replica = np.zeros(ds.num_frames, int)
-    tr, va, te = contiguous_split(replica, cfg.data.train_fraction, cfg.data.val_fraction)
-    train, val, test = ds.subset(tr), ds.subset(va), ds.subset(te)
+    ds, (tr, va, te), (train, val, test) = load_split(args, cfg)
     pr = cfg.priors
     priors = dict(bonds=pr.bonds, angles=pr.angles, repulsion=pr.repulsion, bond_cutoff=pr.bond_cutoff,
                   repulsion_exponent=pr.repulsion_exponent)  # fmt: skip
@@ -303,8 +317,7 @@ def run(args: argparse.Namespace) -> dict:
               temperature_K=ds.temperature, start_frame=start_frame, start_q=float(q_all[start_frame]),
               simulated_ns_per_model=args.md_replicas * args.md_steps * cfg.md.dt_fs * 1e-6)  # fmt: skip
 
-    prior_force = jax.jit(jax.vmap(jax.grad(cg.priors.energy_fn(cg.displacement))))
-    prior_rmse = float(np.sqrt(np.mean((-np.asarray(prior_force(test.positions)) - test.forces) ** 2)))
+    prior_test = prior_rmse(cg.priors, cg.displacement, test)
     out = dict(
         date=datetime.date.today().isoformat(), command=" ".join(sys.argv), host=platform.node(),
         backend=jax.default_backend(), cpu_count=os.cpu_count(), versions=versions(), chemtrain_jax_aliases=aliases,
@@ -316,11 +329,12 @@ def run(args: argparse.Namespace) -> dict:
                       optimizer="optax: clip_by_global_norm + adam, cosine decay", loss="force MSE (chemtrain F)",
                       seed=args.seed, force_rms=force_rms),
         cutoff_angstrom=cg.r_cutoff, neighbor_skin_angstrom=cg.dr_threshold, avg_num_neighbors=cg.avg_num_neighbors,
-        width=WIDTH, md=md, priors_only=dict(test_force_rmse=prior_rmse), models={},
+        width=WIDTH, md=md, models={},
+        priors_only=dict(test_force_rmse=prior_test, val_force_rmse=prior_rmse(cg.priors, cg.displacement, val)),
     )  # fmt: skip
     if args.md_steps > 0:
         out["priors_only"]["md"] = run_md(cg, priors_only_md_build(cg), ds, ds.positions[start_frame], md, args.seed)
-        _log(f"priors only: test force RMSE {prior_rmse:.3f}; MD {out['priors_only']['md']['js_divergence']}")
+        _log(f"priors only: test force RMSE {prior_test:.3f}; MD {out['priors_only']['md']['js_divergence']}")
     _write(args.out, out)
 
     for name in args.models:
@@ -350,7 +364,7 @@ def run(args: argparse.Namespace) -> dict:
             seconds_per_epoch=float(np.median(sec[1:])) if len(sec) > 1 else float(sec[0]),
             first_epoch_seconds=float(sec[0]), test_force_rmse=force_rmse(bb, params, test),
         )  # fmt: skip
-        _log(f"{name}: test force RMSE {rec['test_force_rmse']:.3f} (priors alone {prior_rmse:.3f})")
+        _log(f"{name}: test force RMSE {rec['test_force_rmse']:.3f} (priors alone {prior_test:.3f})")
         out["models"][name] = rec
         _write(args.out, out)  # training results first: the MD comes after
         if args.md_steps > 0:
@@ -407,7 +421,8 @@ def write_table(directory: str, out: dict) -> str:
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     p = out["priors_only"]
-    lines.append(f"| priors only | 0 | – | – | {p['test_force_rmse']:.3f} | {js(p, js_keys[0])} | {js(p, js_keys[1])} | "
+    pv = f"{p['val_force_rmse']:.3f}" if p.get("val_force_rmse") is not None else "–"
+    lines.append(f"| priors only | 0 | – | {pv} | {p['test_force_rmse']:.3f} | {js(p, js_keys[0])} | {js(p, js_keys[1])} | "
                  f"{js(p, js_keys[2])} | {stable(p)} |")  # fmt: skip
     for name, rec in out["models"].items():
         if rec.get("status") != "ok":
@@ -457,7 +472,7 @@ def plot(directory: str, out: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    prior = out["priors_only"]["test_force_rmse"]
+    prior = out["priors_only"].get("val_force_rmse")
     for name, rec in out["models"].items():
         if rec.get("status") != "ok":
             continue
@@ -466,7 +481,8 @@ def plot(directory: str, out: dict) -> None:
         a.plot(epochs, h["val_force_rmse"], "o-", label=name)
         b.plot(np.cumsum(h["epoch_seconds"]), h["val_force_rmse"], "o-", label=name)
     for ax, xl in ((a, "epoch"), (b, "training wall time (s, compilation included)")):
-        ax.axhline(prior, color="gray", ls="--", lw=1, label="priors alone (test)")
+        if prior is not None:
+            ax.axhline(prior, color="gray", ls="--", lw=1, label="priors alone")
         ax.set(xlabel=xl, ylabel="validation force RMSE (kcal/mol/Å)")
         ax.legend(fontsize=8)
     fig.suptitle(f"{out['dataset']['name']} CG: same data, split, loop, optimiser and priors")
@@ -477,6 +493,26 @@ def plot(directory: str, out: dict) -> None:
 
 SAME_SETTINGS = ("dataset", "training", "cutoff_angstrom", "neighbor_skin_angstrom", "width", "md", "versions",
                  "chemtrain_jax_aliases")  # fmt: skip
+
+
+def fill_priors_validation(out: dict) -> None:
+    """The priors' validation force RMSE for results written before it was recorded: the same split and the same
+    fit again; the recomputed test RMSE must equal the recorded one."""
+    from so3krates_hk._compat import jax_md
+    from so3krates_hk.training.config import load_config
+    from so3krates_hk.training.priors import fit_priors
+
+    cfg = load_config("cg_chignolin")
+    d = out["dataset"]
+    args = argparse.Namespace(dataset=d["name"], max_frames=d["frames"])
+    ds, _, (train, val, test) = load_split(args, cfg)
+    pr = cfg.priors
+    priors = fit_priors(train.positions, ds.kT, bond_cutoff=pr.bond_cutoff, repulsion_exponent=pr.repulsion_exponent)
+    displacement, _ = jax_md.space.free()
+    test_rmse = prior_rmse(priors, displacement, test)
+    if not np.isclose(test_rmse, out["priors_only"]["test_force_rmse"], rtol=1e-5):
+        raise SystemExit(f"recomputed priors test RMSE {test_rmse} differs from the recorded one; not filled in.")
+    out["priors_only"]["val_force_rmse"] = prior_rmse(priors, displacement, val)
 
 
 def merge(directory: str, others: list[str]) -> dict:
@@ -493,6 +529,8 @@ def merge(directory: str, others: list[str]) -> dict:
         for name, rec in res["models"].items():
             rec = dict(rec, merged_from=dict(command=res["command"], priors_only=res["priors_only"]))
             out["models"][name] = rec
+    if out["priors_only"].get("val_force_rmse") is None:
+        fill_priors_validation(out)
     _write(directory, out)
     write_table(directory, out)
     plot(directory, out)
