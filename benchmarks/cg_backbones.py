@@ -112,7 +112,6 @@ def mlip_backbone(name: str, cg, species: np.ndarray, force_rms: float, min_dist
                   overrides: Optional[dict] = None) -> Backbone:
     """MACE or NequIP from ``mlip`` at the matched width (``overrides``: other config fields), + the same priors, over
     the same neighbour list."""
-    import jax
     import jax.numpy as jnp
     from mlip.data.dataset_info import DatasetInfo
     from mlip.graph import Graph
