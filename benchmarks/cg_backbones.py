@@ -4,7 +4,8 @@
 
 Every model is trained on the bundled chignolin set (``so3krates_hk.training.data``, Cα beads, 340 K) with
 
-* the same split: contiguous time blocks of every replica (first ``train_fraction`` of each replica's frames for
+* the same split: the package's ``split_frames`` with the bundled config's ``data`` settings where the package has
+  it; otherwise contiguous time blocks of every replica (first ``train_fraction`` of each replica's frames for
   training, the next ``val_fraction`` for validation, the rest for the test), so no test frame sits 1 ps from a
   training frame except at the two block boundaries of each replica;
 * the same loop: chemtrain's ``ForceMatching`` as ``so3krates_hk.training.train.ForceMatchingRun`` drives it (same
@@ -192,6 +193,17 @@ def load_split(args: argparse.Namespace, cfg):
     from so3krates_hk.training.data import load_cg_dataset
 
     ds = load_cg_dataset(args.dataset, args.max_frames)
+    try:  # the package's own split of CG time series, where it has one
+        from so3krates_hk.training.data import split_frames
+    except ImportError:
+        split_frames = None
+    if split_frames is not None:
+        d = cfg.data
+        tr, va, te = split_frames(ds, d.train_fraction, d.val_fraction, d.seed, how=d.split,
+                                  block_frames=d.block_frames, gap_frames=d.gap_frames)  # fmt: skip
+        how = (f"so3krates_hk.training.data.split_frames(how={d.split!r}, block_frames={d.block_frames}, "
+               f"gap_frames={d.gap_frames}, seed={d.seed})")  # fmt: skip
+        return ds, (tr, va, te), (ds.subset(tr), ds.subset(va), ds.subset(te)), how
     if "replica" in ds.extras and len(ds.extras["replica"]) == ds.num_frames:
         replica = np.asarray(ds.extras["replica"])
     elif "replica" in ds.extras:
@@ -201,7 +213,8 @@ def load_split(args: argparse.Namespace, cfg):
     else:
         replica = np.zeros(ds.num_frames, int)
     tr, va, te = contiguous_split(replica, cfg.data.train_fraction, cfg.data.val_fraction)
-    return ds, (tr, va, te), (ds.subset(tr), ds.subset(va), ds.subset(te))
+    how = "contiguous time blocks per replica (train | validation | test)"
+    return ds, (tr, va, te), (ds.subset(tr), ds.subset(va), ds.subset(te)), how
 
 
 def prior_rmse(priors, displacement, ds) -> float:
@@ -297,10 +310,12 @@ def run(args: argparse.Namespace) -> dict:
     training = dataclasses.replace(cfg.training, epochs=args.epochs, batch_size=args.batch_size,
                                    checkpoint_every=args.epochs, seed=args.seed)  # fmt: skip
     cfg = dataclasses.replace(cfg, training=training)
-    ds, (tr, va, te), (train, val, test) = load_split(args, cfg)
+    ds, (tr, va, te), (train, val, test), split_how = load_split(args, cfg)
     pr = cfg.priors
     priors = dict(bonds=pr.bonds, angles=pr.angles, repulsion=pr.repulsion, bond_cutoff=pr.bond_cutoff,
                   repulsion_exponent=pr.repulsion_exponent)  # fmt: skip
+    if hasattr(pr, "repulsion_min_bonds"):
+        priors["repulsion_min_bonds"] = pr.repulsion_min_bonds
     cg = build_cg_model(train.positions, ds.species, ds.kT, cfg.model.r_cutoff, cfg.model.dr_threshold,
                         cfg.model.hyperparameters, priors)  # fmt: skip
     force_rms = float(np.sqrt(np.mean(train.forces**2)))
@@ -321,7 +336,7 @@ def run(args: argparse.Namespace) -> dict:
         date=datetime.date.today().isoformat(), command=" ".join(sys.argv), host=platform.node(),
         backend=jax.default_backend(), cpu_count=os.cpu_count(), versions=versions(), chemtrain_jax_aliases=aliases,
         dataset=dict(name=ds.name, frames=ds.num_frames, beads=len(ds.species), temperature_K=ds.temperature,
-                     split="contiguous time blocks per replica (train | validation | test)",
+                     split=split_how,
                      train=len(tr), validation=len(va), test=len(te)),
         training=dict(epochs=args.epochs, batch_size=training.batch_size, learning_rate=training.learning_rate,
                       final_learning_rate=training.final_learning_rate, gradient_clip=training.gradient_clip,
@@ -504,7 +519,9 @@ def fill_priors_validation(out: dict) -> None:
     cfg = load_config("cg_chignolin")
     d = out["dataset"]
     args = argparse.Namespace(dataset=d["name"], max_frames=d["frames"])
-    ds, _, (train, val, test) = load_split(args, cfg)
+    ds, _, (train, val, test), how = load_split(args, cfg)
+    if how != d["split"]:
+        raise SystemExit(f"this checkout splits by {how}, the run by {d['split']}; not filled in.")
     pr = cfg.priors
     priors = fit_priors(train.positions, ds.kT, bond_cutoff=pr.bond_cutoff, repulsion_exponent=pr.repulsion_exponent)
     displacement, _ = jax_md.space.free()
