@@ -79,6 +79,59 @@ def jax_worker(system_name: str, out: str, repeats: int, model: str = "so3lr") -
         json.dump(res, fh)
 
 
+def jax_md_worker(system_name: str, out: str, steps: int, loop_steps: int = 10, model: str = "so3lr") -> None:
+    """NVT Langevin MD (300 K, 0.5 fs): every list updated every step inside jitted loops of ``loop_steps`` steps; on
+    a list overflow the lists are re-allocated and the loop recompiled (all of it inside the wall time)."""
+    import jax
+    import jax.numpy as jnp
+
+    from benchmarks import jax_models
+    from benchmarks.systems import build_system
+    from so3krates_hk._compat import jax_md
+
+    s = build_system(system_name)
+    m = jax_models.build(model, s, "float32")
+    params = m.params
+    kT = 300.0 * 8.617333262e-5
+    dt = 0.5 / jax_models.TIME_UNIT_FS
+    init, apply = jax_md.simulate.nvt_langevin(lambda R, **nb: m.energy(params, R, **nb), m.shift, dt, kT, gamma=0.1)
+
+    def loop(state, nbrs):
+        def body(_, carry):
+            state, nbrs, overflow = carry
+            nbrs = {k: v.update(state.position) for k, v in nbrs.items()}
+            for v in nbrs.values():
+                overflow = overflow | jnp.asarray(v.did_buffer_overflow, bool)
+            return apply(state, **nbrs), nbrs, overflow
+
+        return jax.lax.fori_loop(0, loop_steps, body, (state, nbrs, jnp.zeros((), bool)))
+
+    t0 = time.perf_counter()
+    nbrs = dict(m.neighbors)
+    state = init(jax.random.PRNGKey(0), m.position, mass=m.masses, **nbrs)
+    compiled = jax.jit(loop).lower(state, nbrs).compile()
+    compile_s = time.perf_counter() - t0
+    jax.block_until_ready(compiled(state, nbrs))  # warm
+    done, reallocations, t = 0, 0, time.perf_counter()
+    while done < steps:
+        new_state, new_nbrs, overflow = compiled(state, nbrs)
+        if bool(overflow):  # re-allocate from the last good positions and redo the loop
+            nbrs = {k: m.neighbor_fns[k].allocate(state.position) for k in nbrs}
+            compiled = jax.jit(loop).lower(state, nbrs).compile()
+            reallocations += 1
+            continue
+        state, nbrs, done = new_state, new_nbrs, done + loop_steps
+    jax.block_until_ready(state.position)
+    wall = time.perf_counter() - t
+    res = dict(side=f"ours (JAX {jax.__version__})", md_steps=done, md_wall_s=wall, md_step_s=wall / done,
+               atom_steps_per_s=s.num_atoms * done / wall, reallocations=reallocations, compile_s=compile_s,
+               finite=bool(jnp.all(jnp.isfinite(state.position))), num_atoms=s.num_atoms, loop_steps=loop_steps,
+               versions=dict(jax=jax.__version__), xla_flags=os.environ.get("XLA_FLAGS"),
+               integrator="jax_md nvt_langevin 300 K, 0.5 fs, gamma 0.1, lists updated every step")  # fmt: skip
+    with open(out, "w") as fh:
+        json.dump(res, fh)
+
+
 # ------------------------------------------------------------------------------------------------------- driver
 def _env(tuned: bool, thunk: bool = False) -> dict:
     from so3krates_hk.cpu_tuning import MALLOC_ENV
@@ -100,7 +153,9 @@ def _jax_version(python: str) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--worker", choices=("jax",), help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=("jax", "jax-md"), help=argparse.SUPPRESS)
+    p.add_argument("--md-steps", type=int, default=0,
+                   help="also run NVT MD of this many steps per side and system (atom-steps/s; 0: none)")
     p.add_argument("--system", help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
     p.add_argument("--jax-python", action="append", default=[],
@@ -119,6 +174,9 @@ def main(argv=None) -> int:
 
     if args.worker == "jax":
         jax_worker(args.system, args.worker_out, args.repeats)
+        return 0
+    if args.worker == "jax-md":
+        jax_md_worker(args.system, args.worker_out, args.md_steps)
         return 0
 
     from benchmarks.systems import build_system
@@ -149,34 +207,46 @@ def main(argv=None) -> int:
         s = build_system(system_name)
         npz = os.path.join(tmp, f"{system_name}.npz")
         np.savez(npz, positions=s.positions, species=s.species, box=-1.0 if s.box is None else float(s.box))
-        for tuned in passes:
-            for r in range(args.rounds):
-                for name, py, kind, thunk in sides:
-                    out = os.path.join(tmp, f"{system_name}-{len(records)}.json")
-                    if kind == "jax":
-                        cmd = [py, "-m", "benchmarks.samerun", "--worker", "jax", "--system", system_name,
-                               "--worker-out", out, "--repeats", str(args.repeats)]  # fmt: skip
-                    else:
-                        cmd = [py, os.path.join(HERE, "so3krates_torch_worker.py"), npz, out, "--repeats",
-                               str(args.repeats), "--mode", kind.split("-")[1]]  # fmt: skip
-                    load0 = os.getloadavg()
-                    t = time.perf_counter()
-                    proc = subprocess.run(cmd, cwd=ROOT, env=_env(tuned, thunk), capture_output=True, text=True,
-                                          timeout=args.timeout)  # fmt: skip
-                    wall = time.perf_counter() - t
-                    rec = dict(system=system_name, side=name, round=r, malloc_tuned=tuned, worker_wall_s=wall,
-                               load_start=load0, load_end=os.getloadavg(), python=py)  # fmt: skip
-                    if proc.returncode != 0 or not os.path.exists(out):
-                        rec.update(status="failed", error=(proc.stderr or proc.stdout)[-3000:])
-                    else:
-                        rec.update(json.load(open(out)), status="ok")
-                    log.write(json.dumps({k: v for k, v in rec.items() if k != "forces"}) + "\n")
-                    log.flush()
-                    print(f"{system_name:11s} {'tuned' if tuned else 'plain'} r{r} {name:55s} "
-                          + (f"median {1e3 * rec['median_s']:9.1f} ms" if rec["status"] == "ok" else "FAILED"),
-                          flush=True)  # fmt: skip
-                    records.append(rec)
-    summary = summarise(records)
+        jobs = [(tuned, r, "ef") for tuned in passes for r in range(args.rounds)]
+        if args.md_steps:
+            jobs.append((True, 0, "md"))
+        for tuned, r, task in jobs:
+            for name, py, kind, thunk in sides:
+                out = os.path.join(tmp, f"{system_name}-{len(records)}.json")
+                if task == "md" and (kind == "torch-compiled" or thunk):
+                    continue
+                if kind == "jax":
+                    cmd = [py, "-m", "benchmarks.samerun", "--worker", "jax" if task == "ef" else "jax-md",
+                           "--system", system_name, "--worker-out", out, "--repeats", str(args.repeats),
+                           "--md-steps", str(args.md_steps)]  # fmt: skip
+                else:
+                    cmd = [py, os.path.join(HERE, "so3krates_torch_worker.py"), npz, out, "--repeats",
+                           str(args.repeats), "--mode", kind.split("-")[1]]  # fmt: skip
+                    if task == "md":
+                        cmd += ["--md-steps", str(args.md_steps)]
+                load0 = os.getloadavg()
+                t = time.perf_counter()
+                proc = subprocess.run(cmd, cwd=ROOT, env=_env(tuned, thunk), capture_output=True, text=True,
+                                      timeout=args.timeout)  # fmt: skip
+                wall = time.perf_counter() - t
+                rec = dict(system=system_name, side=name, round=r, malloc_tuned=tuned, task=task, worker_wall_s=wall,
+                           load_start=load0, load_end=os.getloadavg(), python=py)  # fmt: skip
+                if proc.returncode != 0 or not os.path.exists(out):
+                    rec.update(status="failed", error=(proc.stderr or proc.stdout)[-3000:])
+                else:
+                    rec.update(json.load(open(out)), status="ok")
+                log.write(json.dumps({k: v for k, v in rec.items() if k != "forces"}) + "\n")
+                log.flush()
+                if rec["status"] != "ok":
+                    what = "FAILED"
+                elif task == "md":
+                    what = f"MD {rec['atom_steps_per_s']:9.0f} atom-steps/s"
+                else:
+                    what = f"median {1e3 * rec['median_s']:9.1f} ms"
+                print(f"{system_name:11s} {task} {'tuned' if tuned else 'plain'} r{r} {name:55s} {what}", flush=True)
+                records.append(rec)
+    summary = summarise([r for r in records if r["task"] == "ef"])
+    md_rows = [{k: v for k, v in r.items() if k not in ("forces",)} for r in records if r["task"] == "md"]
     meta = dict(date=started.isoformat(timespec="seconds"), host=platform.node(), python=platform.python_version(),
                 cpu=_cpu_name(), cores=os.cpu_count(), command=" ".join(sys.argv), rounds=args.rounds,
                 repeats=args.repeats)  # fmt: skip
@@ -184,11 +254,11 @@ def main(argv=None) -> int:
 
     meta["malloc_env"] = MALLOC_ENV
     with open(os.path.join(out_dir, "results.json"), "w") as fh:
-        json.dump(dict(meta=meta, summary=summary, records=[{k: v for k, v in r.items() if k != "forces"}
+        json.dump(dict(meta=meta, summary=summary, md=md_rows, records=[{k: v for k, v in r.items() if k != "forces"}
                                                             for r in records]), fh, indent=1)  # fmt: skip
     with open(os.path.join(out_dir, "results.md"), "w") as fh:
-        fh.write(report(meta, summary))
-    print(report(meta, summary))
+        fh.write(report(meta, summary, md_rows))
+    print(report(meta, summary, md_rows))
     return 0
 
 
@@ -253,7 +323,7 @@ def summarise(records: list) -> list:
 ORIGINAL_FROM_ANOTHER_RUN_MS = {"dha": (24.7, 25.6), "bb": (59.0, 90.2), "water-1536": (882.0, 1272.0)}
 
 
-def report(meta: dict, rows: list) -> str:
+def report(meta: dict, rows: list, md_rows: list = ()) -> str:
     L = [f"# SO3LR energy+forces, same run — {meta['date']}", ""]
     L.append(f"{meta['cpu']}, {meta['cores']} cores, host {meta['host']}; float32; neighbour lists built outside "
              f"the timed region on every side; {meta['rounds']} round(s) of {meta['repeats']} timed calls per side, "
@@ -280,6 +350,15 @@ def report(meta: dict, rows: list) -> str:
             f"{', '.join(f'{x:.1f}' for x in r['load'])} | {sp} | {r.get('cpu_median_ms', float('nan')):.1f} | {r.get('energy_diff_per_atom_ev', float('nan')):+.4f} | "
             f"{r.get('max_force_diff_ev_a', float('nan')):.1e} | {comp} | {r.get('xla_flags') or ''} |"
         )  # fmt: skip
+    if md_rows:
+        L += ["", "## MD, same run", "", "| system | side | atom-steps/s | ms per step | steps | re-allocations | what |",
+              "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
+        for r in md_rows:
+            if r["status"] != "ok":
+                L.append(f"| {r['system']} | {r['side']} | failed | | | | |")
+                continue
+            L.append(f"| {r['system']} | {r['side']} | {r['atom_steps_per_s']:.0f} | {1e3 * r['md_step_s']:.1f} | "
+                     f"{r['md_steps']} | {r.get('reallocations', '')} | {r.get('integrator', '')} |")  # fmt: skip
     L.append("")
     L.append("Yardstick from another run (not a same-run ratio): the original SO3LR (JAX 0.5.3) took, tuned/plain, "
              + "; ".join(f"{k} {a} / {b} ms" for k, (a, b) in ORIGINAL_FROM_ANOTHER_RUN_MS.items())
