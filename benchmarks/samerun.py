@@ -167,6 +167,8 @@ def main(argv=None) -> int:
     p.add_argument("--systems", default="dha,bb,water-1536", help="comma-separated benchmark systems")
     p.add_argument("--rounds", type=int, default=2, help="rounds; each runs every side once per system")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per worker")
+    p.add_argument("--torch-repeats", type=int, help="timed calls per so3krates-torch worker (default: --repeats)")
+    p.add_argument("--md-only", action="store_true", help="only the MD task (with --md-steps)")
     p.add_argument("--plain", action="store_true", help="add a pass without the malloc settings")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
     p.add_argument("--out", help="output folder (default benchmarks/results/samerun-cpu-<date>)")
@@ -207,7 +209,7 @@ def main(argv=None) -> int:
         s = build_system(system_name)
         npz = os.path.join(tmp, f"{system_name}.npz")
         np.savez(npz, positions=s.positions, species=s.species, box=-1.0 if s.box is None else float(s.box))
-        jobs = [(tuned, r, "ef") for tuned in passes for r in range(args.rounds)]
+        jobs = [] if args.md_only else [(tuned, r, "ef") for tuned in passes for r in range(args.rounds)]
         if args.md_steps:
             jobs.append((True, 0, "md"))
         for tuned, r, task in jobs:
@@ -221,7 +223,7 @@ def main(argv=None) -> int:
                            "--md-steps", str(args.md_steps)]  # fmt: skip
                 else:
                     cmd = [py, os.path.join(HERE, "so3krates_torch_worker.py"), npz, out, "--repeats",
-                           str(args.repeats), "--mode", kind.split("-")[1]]  # fmt: skip
+                           str(args.torch_repeats or args.repeats), "--mode", kind.split("-")[1]]  # fmt: skip
                     if task == "md":
                         cmd += ["--md-steps", str(args.md_steps)]
                 load0 = os.getloadavg()
@@ -253,10 +255,11 @@ def main(argv=None) -> int:
     from so3krates_hk.cpu_tuning import MALLOC_ENV
 
     meta["malloc_env"] = MALLOC_ENV
-    with open(os.path.join(out_dir, "results.json"), "w") as fh:
+    name = "results" if not args.md_only else "results-md"
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as fh:
         json.dump(dict(meta=meta, summary=summary, md=md_rows, records=[{k: v for k, v in r.items() if k != "forces"}
                                                             for r in records]), fh, indent=1)  # fmt: skip
-    with open(os.path.join(out_dir, "results.md"), "w") as fh:
+    with open(os.path.join(out_dir, f"{name}.md"), "w") as fh:
         fh.write(report(meta, summary, md_rows))
     print(report(meta, summary, md_rows))
     return 0

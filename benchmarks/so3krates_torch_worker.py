@@ -15,8 +15,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
+
+# run as a script, this folder comes first on sys.path, and its profile.py would shadow the standard library's
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
 
 
 def main(argv=None) -> int:
