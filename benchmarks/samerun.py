@@ -8,8 +8,9 @@ SO3LR (``benchmarks.jax_models``, model ``so3lr``: 4.5 Å network + ZBL, 12 Å C
 so3krates-torch's pretrained SO3LR (``benchmarks/so3krates_torch_worker.py``). Neighbour lists are built before the
 timer starts on both sides; float32 everywhere. The rounds alternate the sides (A B C, A B C, …) so that a change in
 the machine's load hits every side alike; each row gives the median, min and max over every timed call of every
-round. With ``--jax-thunk`` a jaxlib 0.4.32–0.4.x python runs twice: with XLA:CPU's classic runtime (what
-``so3krates_hk`` asks for) and with the thunk runtime (that jaxlib's default), to show the difference.
+round. With ``--jax-thunk`` a jaxlib 0.4.32–0.4.x worker compiles the program twice, with XLA:CPU's classic runtime
+(what ``so3krates_hk`` asks for) and with the thunk runtime (that jaxlib's default), and times the two interleaved in
+one process.
 
 Every side runs with the same malloc settings (``so3krates_hk.cpu_tuning``); ``--plain`` adds a pass without them.
 Before any timing counts, the driver checks parity: every side's energy and forces against the first JAX side's
@@ -39,7 +40,7 @@ ROOT = os.path.dirname(HERE)
 
 
 # ------------------------------------------------------------------------------------------------------- worker
-def jax_worker(system_name: str, out: str, repeats: int, model: str = "so3lr") -> None:
+def jax_worker(system_name: str, out: str, repeats: int, model: str = "so3lr", alt_runtime: bool = False) -> None:
     import jax
 
     from benchmarks import jax_models
@@ -50,31 +51,46 @@ def jax_worker(system_name: str, out: str, repeats: int, model: str = "so3lr") -
     t = time.perf_counter()
     low = jax.jit(jax.value_and_grad(b.energy, argnums=1)).lower(b.params, b.position, **b.neighbors)
     lower_s = time.perf_counter() - t
-    t, tc = time.perf_counter(), time.process_time()
-    c = low.compile()
-    compile_s, compile_cpu_s = time.perf_counter() - t, time.process_time() - tc
-    ca = c.cost_analysis()
-    ca = (ca[0] if isinstance(ca, (list, tuple)) else ca) or {}
-    e, g = c(b.params, b.position, **b.neighbors)
-    jax.block_until_ready(g)
-    jax.block_until_ready(c(b.params, b.position, **b.neighbors))
-    times, cpu = [], []
-    for _ in range(repeats):
-        t, tc = time.perf_counter(), time.process_time()
-        jax.block_until_ready(c(b.params, b.position, **b.neighbors))
-        times.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - tc)
     import jaxlib
 
+    from so3krates_hk._cpu_runtime import wants_classic_runtime
+
+    # jaxlib 0.4.32-0.4.x: the thunk runtime (that jaxlib's default) too, compiled in this process and timed
+    # interleaved with the classic one, so the two share every moment of the machine's load
+    variants = {"main": None}
+    if alt_runtime and wants_classic_runtime(jaxlib.__version__):
+        variants["thunk"] = {"xla_cpu_use_thunk_runtime": True}
+    runs = {}
+    for key, opts in variants.items():
+        t, tc = time.perf_counter(), time.process_time()
+        c = low.compile(compiler_options=opts) if opts else low.compile()
+        compile_s, compile_cpu_s = time.perf_counter() - t, time.process_time() - tc
+        e, g = c(b.params, b.position, **b.neighbors)
+        jax.block_until_ready(g)
+        jax.block_until_ready(c(b.params, b.position, **b.neighbors))
+        runs[key] = dict(c=c, compile_s=compile_s, compile_cpu_s=compile_cpu_s, energy=float(e),
+                         forces=(-np.asarray(g, np.float64)).tolist(), times_s=[], cpu_times_s=[])  # fmt: skip
+    for _ in range(repeats):
+        for r in runs.values():
+            t, tc = time.perf_counter(), time.process_time()
+            jax.block_until_ready(r["c"](b.params, b.position, **b.neighbors))
+            r["times_s"].append(time.perf_counter() - t)
+            r["cpu_times_s"].append(time.process_time() - tc)
+    for r in runs.values():
+        c = r.pop("c")
+        r.update(median_s=statistics.median(r["times_s"]), min_s=min(r["times_s"]), max_s=max(r["times_s"]))
+    ca = c.cost_analysis()
+    ca = (ca[0] if isinstance(ca, (list, tuple)) else ca) or {}
+    main = runs["main"]
     res = dict(
-        side=f"ours (JAX {jax.__version__})", times_s=times, median_s=statistics.median(times), min_s=min(times),
-        max_s=max(times), cpu_times_s=cpu, lower_s=lower_s, compile_s=compile_s, compile_cpu_s=compile_cpu_s, flops=ca.get("flops"),
-        bytes_accessed=ca.get("bytes accessed"), transcendentals=ca.get("transcendentals"),
-        energy=float(e), forces=(-np.asarray(g, np.float64)).tolist(), num_atoms=s.num_atoms,
+        main, side=f"ours (JAX {jax.__version__})", lower_s=lower_s, flops=ca.get("flops"),
+        bytes_accessed=ca.get("bytes accessed"), transcendentals=ca.get("transcendentals"), num_atoms=s.num_atoms,
         versions=dict(jax=jax.__version__, jaxlib=jaxlib.__version__), xla_flags=os.environ.get("XLA_FLAGS"),
         max_edges=b.settings.get("max_edges"), sr_capacity=b.settings.get("sr_capacity"),
         lr_capacity=b.settings.get("lr_capacity"),
     )  # fmt: skip
+    if "thunk" in runs:
+        res["alt"] = dict(runs["thunk"], compiler_options=variants["thunk"])
     with open(out, "w") as fh:
         json.dump(res, fh)
 
@@ -163,7 +179,8 @@ def main(argv=None) -> int:
     p.add_argument("--torch-python", help="python of a venv with torch and so3krates-torch (omit: no torch side)")
     p.add_argument("--torch-compiled", action="store_true", help="also time so3krates-torch under torch.compile")
     p.add_argument("--jax-thunk", action="store_true",
-                   help="jaxlib 0.4.32-0.4.x sides run once more with XLA:CPU's thunk runtime (that jaxlib's default)")
+                   help="jaxlib 0.4.32-0.4.x workers also compile with XLA:CPU's thunk runtime (that jaxlib's default) and "
+                        "time both executables interleaved in one process")
     p.add_argument("--systems", default="dha,bb,water-1536", help="comma-separated benchmark systems")
     p.add_argument("--rounds", type=int, default=2, help="rounds; each runs every side once per system")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per worker")
@@ -175,7 +192,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     if args.worker == "jax":
-        jax_worker(args.system, args.worker_out, args.repeats)
+        jax_worker(args.system, args.worker_out, args.repeats, alt_runtime=args.jax_thunk)
         return 0
     if args.worker == "jax-md":
         jax_md_worker(args.system, args.worker_out, args.md_steps)
@@ -195,8 +212,6 @@ def main(argv=None) -> int:
         jl = subprocess.run([py, "-c", "import jaxlib; print(jaxlib.__version__)"], capture_output=True, text=True)
         classic = wants_classic_runtime(jl.stdout.strip())
         sides.append((f"ours, JAX {v}" + (" (classic XLA:CPU runtime)" if classic else ""), py, "jax", False))
-        if classic and args.jax_thunk:
-            sides.append((f"ours, JAX {v} (thunk runtime, that jaxlib's default)", py, "jax", True))
     if args.torch_python:
         sides.append(("so3krates-torch (eager)", args.torch_python, "torch-eager", False))
         if args.torch_compiled:
@@ -220,13 +235,13 @@ def main(argv=None) -> int:
                 if kind == "jax":
                     cmd = [py, "-m", "benchmarks.samerun", "--worker", "jax" if task == "ef" else "jax-md",
                            "--system", system_name, "--worker-out", out, "--repeats", str(args.repeats),
-                           "--md-steps", str(args.md_steps)]  # fmt: skip
+                           "--md-steps", str(args.md_steps)] + (["--jax-thunk"] if args.jax_thunk else [])  # fmt: skip
                 else:
                     cmd = [py, os.path.join(HERE, "so3krates_torch_worker.py"), npz, out, "--repeats",
                            str(args.torch_repeats or args.repeats), "--mode", kind.split("-")[1]]  # fmt: skip
                     if task == "md":
                         cmd += ["--md-steps", str(args.md_steps)]
-                load0 = os.getloadavg()
+                load0, alt_rec = os.getloadavg(), None
                 t = time.perf_counter()
                 proc = subprocess.run(cmd, cwd=ROOT, env=_env(tuned, thunk), capture_output=True, text=True,
                                       timeout=args.timeout)  # fmt: skip
@@ -237,6 +252,11 @@ def main(argv=None) -> int:
                     rec.update(status="failed", error=(proc.stderr or proc.stdout)[-3000:])
                 else:
                     rec.update(json.load(open(out)), status="ok")
+                    alt = rec.pop("alt", None)
+                    if alt is not None:  # the same process's thunk-runtime executable: a row of its own
+                        alt_rec = dict(rec, **alt, side=f"{name.split(' (')[0]} (thunk runtime, that jaxlib's default; "
+                                       "same process, interleaved)",
+                                       xla_flags="compiler option xla_cpu_use_thunk_runtime=True")  # fmt: skip
                 log.write(json.dumps({k: v for k, v in rec.items() if k != "forces"}) + "\n")
                 log.flush()
                 if rec["status"] != "ok":
@@ -247,6 +267,10 @@ def main(argv=None) -> int:
                     what = f"median {1e3 * rec['median_s']:9.1f} ms"
                 print(f"{system_name:11s} {task} {'tuned' if tuned else 'plain'} r{r} {name:55s} {what}", flush=True)
                 records.append(rec)
+                if alt_rec is not None:
+                    records.append(alt_rec)
+                    print(f"{system_name:11s} {task} {'tuned' if tuned else 'plain'} r{r} {alt_rec['side']:55s} "
+                          f"median {1e3 * alt_rec['median_s']:9.1f} ms", flush=True)
     summary = summarise([r for r in records if r["task"] == "ef"])
     md_rows = [{k: v for k, v in r.items() if k not in ("forces",)} for r in records if r["task"] == "md"]
     meta = dict(date=started.isoformat(timespec="seconds"), host=platform.node(), python=platform.python_version(),
