@@ -189,7 +189,15 @@ def main(argv=None) -> int:
     p.add_argument("--plain", action="store_true", help="add a pass without the malloc settings")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
     p.add_argument("--out", help="output folder (default benchmarks/results/samerun-cpu-<date>)")
+    p.add_argument("--report-only", metavar="RESULTS_JSON", help="rewrite results.md from a results.json and exit")
     args = p.parse_args(argv)
+    if args.report_only:
+        d = json.load(open(args.report_only))
+        text = report(d["meta"], d["summary"], d.get("md", []))
+        with open(os.path.splitext(args.report_only)[0] + ".md", "w") as fh:
+            fh.write(text)
+        print(text)
+        return 0
 
     if args.worker == "jax":
         jax_worker(args.system, args.worker_out, args.repeats, alt_runtime=args.jax_thunk)
@@ -346,6 +354,11 @@ def summarise(records: list) -> list:
     return rows
 
 
+# float32 peak of one core of this machine's CPU (AVX-512, 2 FMA units, 2.6 GHz): 2.6e9 × 2 × 16 × 2
+PEAK_PER_CORE_GFLOPS = 166.4
+PEAK_NOTE = ("166 GFLOP/s per core, 333 for both (2.6 GHz × 2 AVX-512 FMA units × 16 lanes × 2; half that if the "
+             "virtual CPU has one FMA unit)")
+
 # the original SO3LR (JAX 0.5.3), measured in another run (AMD EPYC, 2 cores): a yardstick only, never divided
 ORIGINAL_FROM_ANOTHER_RUN_MS = {"dha": (24.7, 25.6), "bb": (59.0, 90.2), "water-1536": (882.0, 1272.0)}
 
@@ -377,6 +390,20 @@ def report(meta: dict, rows: list, md_rows: list = ()) -> str:
             f"{', '.join(f'{x:.1f}' for x in r['load'])} | {sp} | {r.get('cpu_median_ms', float('nan')):.1f} | {r.get('energy_diff_per_atom_ev', float('nan')):+.4f} | "
             f"{r.get('max_force_diff_ev_a', float('nan')):.1e} | {comp} | {r.get('xla_flags') or ''} |"
         )  # fmt: skip
+    flop_rows = [r for r in rows if r.get("ok") and r.get("flops") and r["side"].startswith("ours")]
+    if flop_rows:
+        L += ["", "## FLOPs and achieved rate (ours)", "",
+              f"XLA's cost analysis of the compiled e+f program; this CPU's float32 peak is {PEAK_NOTE}. 'per CPU "
+              "second' divides by the process CPU time of a call (all its threads), which the other jobs on the "
+              "machine inflate less than the wall time.", "",
+              "| system | side | GFLOP per call | GFLOP/s (wall, median) | GFLOP/s per CPU second (median) | "
+              "% of one core's peak per CPU second |", "|---|---|---:|---:|---:|---:|"]  # fmt: skip
+        for r in flop_rows:
+            g = r["flops"] / 1e9
+            cpu = r.get("cpu_median_ms")
+            per_cpu = g / (cpu / 1e3) if cpu else float("nan")
+            L.append(f"| {r['system']} | {r['side']} | {g:.2f} | {g / (r['median_ms'] / 1e3):.1f} | {per_cpu:.1f} | "
+                     f"{100 * per_cpu / PEAK_PER_CORE_GFLOPS:.0f} % |")  # fmt: skip
     if md_rows:
         L += ["", "## MD, same run", "", "| system | side | atom-steps/s | ms per step | steps | re-allocations | what |",
               "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
