@@ -257,9 +257,10 @@ def main(argv=None) -> int:
                 rec = dict(system=system_name, side=name, round=r, malloc_tuned=tuned, task=task, worker_wall_s=wall,
                            load_start=load0, load_end=os.getloadavg(), python=py)  # fmt: skip
                 if proc.returncode != 0 or not os.path.exists(out):
-                    rec.update(status="failed", error=(proc.stderr or proc.stdout)[-3000:])
+                    rec.update(status="failed", returncode=proc.returncode,
+                               error=(proc.stderr or proc.stdout)[-3000:] or f"exit status {proc.returncode}")
                 else:
-                    rec.update(json.load(open(out)), status="ok")
+                    rec.update(json.load(open(out)), status="ok", side=name)
                     alt = rec.pop("alt", None)
                     if alt is not None:  # the same process's thunk-runtime executable: a row of its own
                         alt_rec = dict(rec, **alt, side=f"{name.split(' (')[0]} (thunk runtime, that jaxlib's default; "
