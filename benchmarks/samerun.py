@@ -190,7 +190,27 @@ def main(argv=None) -> int:
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
     p.add_argument("--out", help="output folder (default benchmarks/results/samerun-cpu-<date>)")
     p.add_argument("--report-only", metavar="RESULTS_JSON", help="rewrite results.md from a results.json and exit")
+    p.add_argument("--from-log", metavar="LOG_TXT",
+                   help="summarise an interrupted run from its log.txt (no parity: the log holds no forces) and exit")
     args = p.parse_args(argv)
+    if args.from_log:
+        recs = [json.loads(line) for line in open(args.from_log)]
+        from so3krates_hk.cpu_tuning import MALLOC_ENV
+
+        meta = dict(date=recs[0].get("date", "see log.txt"), host=platform.node(), cpu=_cpu_name(),
+                    cores=os.cpu_count(), rounds="≤ " + str(1 + max(r["round"] for r in recs)),
+                    repeats=len(next(r for r in recs if r["status"] == "ok").get("times_s", [])),
+                    malloc_env=MALLOC_ENV, command=f"--from-log {args.from_log} (interrupted run)")  # fmt: skip
+        ef = [r for r in recs if r.get("task", "ef") == "ef"]
+        summary = summarise(ef)
+        base = os.path.join(os.path.dirname(args.from_log), "results-from-log")
+        with open(base + ".json", "w") as fh:
+            json.dump(dict(meta=meta, summary=summary), fh, indent=1)
+        text = report(meta, summary)
+        with open(base + ".md", "w") as fh:
+            fh.write(text)
+        print(text)
+        return 0
     if args.report_only:
         d = json.load(open(args.report_only))
         text = report(d["meta"], d["summary"], d.get("md", []))
@@ -278,6 +298,8 @@ def main(argv=None) -> int:
                 records.append(rec)
                 if alt_rec is not None:
                     records.append(alt_rec)
+                    log.write(json.dumps({k: v for k, v in alt_rec.items() if k != "forces"}) + "\n")
+                    log.flush()
                     print(f"{system_name:11s} {task} {'tuned' if tuned else 'plain'} r{r} {alt_rec['side']:55s} "
                           f"median {1e3 * alt_rec['median_s']:9.1f} ms", flush=True)
     summary = summarise([r for r in records if r["task"] == "ef"])
@@ -332,7 +354,7 @@ def summarise(records: list) -> list:
                        compile_cpu_s=[r.get("compile_cpu_s") for r in ok], flops=ok[0].get("flops"),
                        num_atoms=ok[0].get("num_atoms"), energy=ok[0]["energy"],
                        load=[r["load_start"][0] for r in ok])  # fmt: skip
-            row["_forces"] = np.asarray(ok[0]["forces"])
+            row["_forces"] = np.asarray(ok[0]["forces"]) if "forces" in ok[0] else None
         else:
             row["error"] = rs[0].get("error", "")[-500:]
         rows.append(row)
@@ -342,7 +364,7 @@ def summarise(records: list) -> list:
         torch_rows = [r for r in group if r["side"].startswith("so3krates-torch")]
         fastest_torch = min(torch_rows, key=lambda r: r["median_ms"]) if torch_rows else None
         for r in group:
-            if ref is not None:
+            if ref is not None and ref["_forces"] is not None and r["_forces"] is not None:
                 r["parity_vs"] = ref["side"]
                 r["energy_diff_per_atom_ev"] = (r["energy"] - ref["energy"]) / r["num_atoms"]
                 r["max_force_diff_ev_a"] = float(np.abs(r["_forces"] - ref["_forces"]).max())
@@ -362,6 +384,10 @@ PEAK_NOTE = ("166 GFLOP/s per core, 333 for both (2.6 GHz × 2 AVX-512 FMA units
 
 # the original SO3LR (JAX 0.5.3), measured in another run (AMD EPYC, 2 cores): a yardstick only, never divided
 ORIGINAL_FROM_ANOTHER_RUN_MS = {"dha": (24.7, 25.6), "bb": (59.0, 90.2), "water-1536": (882.0, 1272.0)}
+
+
+def _fmt(x, spec: str) -> str:
+    return "" if x is None else format(x, spec)
 
 
 def report(meta: dict, rows: list, md_rows: list = ()) -> str:
@@ -388,8 +414,8 @@ def report(meta: dict, rows: list, md_rows: list = ()) -> str:
         L.append(
             f"| {r['system']} | {'tuned' if r['malloc_tuned'] else 'plain'} | {r['side']} | "
             f"{r['median_ms']:.1f} ({r['min_ms']:.1f}–{r['max_ms']:.1f}) | {r['calls']} | "
-            f"{', '.join(f'{x:.1f}' for x in r['load'])} | {sp} | {r.get('cpu_median_ms', float('nan')):.1f} | {r.get('energy_diff_per_atom_ev', float('nan')):+.4f} | "
-            f"{r.get('max_force_diff_ev_a', float('nan')):.1e} | {comp} | {r.get('xla_flags') or ''} |"
+            f"{', '.join(f'{x:.1f}' for x in r['load'])} | {sp} | {r.get('cpu_median_ms', float('nan')):.1f} | {_fmt(r.get('energy_diff_per_atom_ev'), '+.4f')} | "
+            f"{_fmt(r.get('max_force_diff_ev_a'), '.1e')} | {comp} | {r.get('xla_flags') or ''} |"
         )  # fmt: skip
     flop_rows = [r for r in rows if r.get("ok") and r.get("flops") and r["side"].startswith("ours")]
     if flop_rows:
