@@ -6,9 +6,11 @@ executor, and on CPU XLA turns every scatter (each segment sum, and the gradient
 with one iteration per index. SO3LR's energy+forces on 1536 atoms of water holds 54 of them (37 050 to 759 440
 iterations each). Measured in one process on a loaded 2-core machine (``benchmarks/xla_cpu_runtime.py``, fastest
 of 11 calls): a segment sum of 759 440 scalars onto 1536 atoms 97.5 ms with the thunk runtime, 1.7 ms with the
-classic one; of (37 050, 128) features 14.2 and 2.6 ms. The older "classic" runtime compiles the loops into the program, as current
-XLA does for scatters anyway, so for those jaxlib versions :func:`prefer_classic_runtime` asks for it
-(``--xla_cpu_use_thunk_runtime=false`` in ``XLA_FLAGS``). The numbers are identical; only the speed differs.
+classic one; of (37 050, 128) features 14.2 and 2.6 ms. The older "classic" runtime compiles the loops into the
+program, as current XLA does for scatters anyway, so for those jaxlib versions :func:`prefer_classic_runtime` asks
+for it (``--xla_cpu_use_thunk_runtime=false`` in ``XLA_FLAGS``). The numbers are identical; only the speed differs:
+SO3LR energy+forces on 1536 atoms of water 1.38× faster, on a 148-atom molecule 1.11×, on a 56-atom one 0.87×
+(``benchmarks/results/samerun-quieter-cpu-2026-12-02``).
 XLA reads ``XLA_FLAGS`` once, when the first computation starts the backend: importing ``so3krates_hk`` calls
 :func:`prefer_classic_runtime` before that (opt out with ``SO3KRATES_HK_CLASSIC_CPU_RUNTIME=0``); where JAX has
 already run something, set the flag in the shell (``python -m so3krates_hk.cpu_tuning`` prints it).
