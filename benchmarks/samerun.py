@@ -175,12 +175,13 @@ def main(argv=None) -> int:
     p.add_argument("--system", help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
     p.add_argument("--jax-python", action="append", default=[],
-                   help="python of a JAX environment with this project installed (repeat for several; default: this one)")
+                   help="python of a JAX environment with this project installed (repeat for several; "
+                        "default: this one)")
     p.add_argument("--torch-python", help="python of a venv with torch and so3krates-torch (omit: no torch side)")
     p.add_argument("--torch-compiled", action="store_true", help="also time so3krates-torch under torch.compile")
     p.add_argument("--jax-thunk", action="store_true",
-                   help="jaxlib 0.4.32-0.4.x workers also compile with XLA:CPU's thunk runtime (that jaxlib's default) and "
-                        "time both executables interleaved in one process")
+                   help="jaxlib 0.4.32-0.4.x workers also compile with XLA:CPU's thunk runtime (that jaxlib's "
+                        "default) and time both executables interleaved in one process")
     p.add_argument("--systems", default="dha,bb,water-1536", help="comma-separated benchmark systems")
     p.add_argument("--rounds", type=int, default=2, help="rounds; each runs every side once per system")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per worker")
@@ -414,7 +415,8 @@ def report(meta: dict, rows: list, md_rows: list = ()) -> str:
         L.append(
             f"| {r['system']} | {'tuned' if r['malloc_tuned'] else 'plain'} | {r['side']} | "
             f"{r['median_ms']:.1f} ({r['min_ms']:.1f}–{r['max_ms']:.1f}) | {r['calls']} | "
-            f"{', '.join(f'{x:.1f}' for x in r['load'])} | {sp} | {r.get('cpu_median_ms', float('nan')):.1f} | {_fmt(r.get('energy_diff_per_atom_ev'), '+.4f')} | "
+            f"{', '.join(f'{x:.1f}' for x in r['load'])} | {sp} | {r.get('cpu_median_ms', float('nan')):.1f} | "
+            f"{_fmt(r.get('energy_diff_per_atom_ev'), '+.4f')} | "
             f"{_fmt(r.get('max_force_diff_ev_a'), '.1e')} | {comp} | {r.get('xla_flags') or ''} |"
         )  # fmt: skip
     flop_rows = [r for r in rows if r.get("ok") and r.get("flops") and r["side"].startswith("ours")]
@@ -432,7 +434,8 @@ def report(meta: dict, rows: list, md_rows: list = ()) -> str:
             L.append(f"| {r['system']} | {r['side']} | {g:.2f} | {g / (r['median_ms'] / 1e3):.1f} | {per_cpu:.1f} | "
                      f"{100 * per_cpu / PEAK_PER_CORE_GFLOPS:.0f} % |")  # fmt: skip
     if md_rows:
-        L += ["", "## MD, same run", "", "| system | side | atom-steps/s | ms per step | steps | re-allocations | what |",
+        L += ["", "## MD, same run", "",
+              "| system | side | atom-steps/s | ms per step | steps | re-allocations | what |",
               "|---|---|---:|---:|---:|---:|---|"]  # fmt: skip
         for r in md_rows:
             if r["status"] != "ok":
