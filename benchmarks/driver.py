@@ -266,6 +266,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     _WORKER_ENV["PYTHONPATH"] = os.pathsep.join(p for p in (root, _WORKER_ENV.get("PYTHONPATH", "")) if p)
     meta["malloc_env"] = {k: _WORKER_ENV.get(k) for k in MALLOC_ENV}
+    meta["xla_flags"] = _WORKER_ENV.get("XLA_FLAGS")  # jaxlib 0.4.32-0.4.x: the classic XLA:CPU runtime, see cpu_tuning
 
     results: list[dict] = []
     failed_series: dict[tuple, str] = {}

@@ -74,6 +74,8 @@ def markdown(meta: dict, results: list[dict]) -> str:
     if meta.get("malloc_env"):
         L.append("Every worker (ours and the baselines) ran with " + ", ".join(
             f"`{k}={v}`" for k, v in meta["malloc_env"].items()) + " (see `so3krates_hk/cpu_tuning.py`).")
+    if meta.get("xla_flags"):
+        L.append(f"JAX workers ran with `XLA_FLAGS={meta['xla_flags']}`.")
     tv = meta.get("torch_versions")
     if tv:
         L.append("Torch baselines (" + str(meta.get("torch_python")) + "): " +

@@ -20,6 +20,12 @@ from typing import Any
 
 import jax as _jax
 
+from so3krates_hk._cpu_runtime import prefer_classic_runtime as _prefer_classic_runtime
+
+# jaxlib 0.4.32-0.4.x: XLA:CPU's classic runtime compiles the scatter loops its default runtime interprets (same
+# numbers, several times faster here); no effect on other versions, or once JAX has run (see cpu_tuning).
+_prefer_classic_runtime()
+
 if not hasattr(_jax.random, "KeyArray"):  # jax-md 0.2.8 reads it at import time (see so3krates_hk._compat)
     _jax.random.KeyArray = _jax.Array
 

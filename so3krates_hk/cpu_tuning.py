@@ -16,6 +16,9 @@ time was measured and does not give the same effect). So:
 * in your own scripts, export them in the shell: ``eval "$(python -m so3krates_hk.cpu_tuning)"``.
 
 They cost resident memory (freed memory stays with the process) and have no effect on GPU kernels.
+
+The XLA:CPU runtime of jaxlib 0.4.32 … 0.4.x: see :mod:`so3krates_hk._cpu_runtime` (``tuned_env`` and ``main``
+add its flag where it applies).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from __future__ import annotations
 import os
 import sys
 from typing import Mapping, Optional, Sequence
+
+from so3krates_hk._cpu_runtime import prefer_classic_runtime, wants_classic_runtime, xla_flags
 
 MALLOC_ENV: dict[str, str] = {
     "MALLOC_ARENA_MAX": "1",  # one arena: XLA's threads reuse the same free memory
@@ -37,6 +42,7 @@ def tuned_env(base: Optional[Mapping[str, str]] = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     for k, v in MALLOC_ENV.items():
         env.setdefault(k, v)
+    prefer_classic_runtime(env)
     return env
 
 
@@ -61,6 +67,9 @@ def main() -> int:
     """Print ``export`` lines for the shell."""
     for k, v in MALLOC_ENV.items():
         print(f"export {k}={v}")
+    flags = xla_flags(os.environ.get("XLA_FLAGS")) or os.environ.get("XLA_FLAGS")
+    if wants_classic_runtime() and flags:
+        print(f"export XLA_FLAGS='{flags}'")
     return 0
 
 

@@ -1,0 +1,71 @@
+"""The XLA:CPU runtime of jaxlib 0.4.32 … 0.4.x.
+
+From jaxlib 0.4.32 to the last 0.4 release (0.4.37, the chemtrain environment) XLA:CPU runs programs through its
+"thunk" runtime by default. That runtime executes a ``while`` loop one iteration at a time through its thunk
+executor, and on CPU XLA turns every scatter (each segment sum, and the gradient of each gather) into such a loop
+with one iteration per index. SO3LR's energy+forces on 1536 atoms of water holds 54 of them (37 050 to 759 440
+iterations each). Measured in one process on a loaded 2-core machine (``benchmarks/xla_cpu_runtime.py``, fastest
+of 11 calls): a segment sum of 759 440 scalars onto 1536 atoms 97.5 ms with the thunk runtime, 1.7 ms with the
+classic one; of (37 050, 128) features 14.2 and 2.6 ms. The older "classic" runtime compiles the loops into the
+program, as current XLA does for scatters anyway, so for those jaxlib versions :func:`prefer_classic_runtime` asks
+for it (``--xla_cpu_use_thunk_runtime=false`` in ``XLA_FLAGS``). The numbers are identical; only the speed differs:
+SO3LR energy+forces on 1536 atoms of water 1.38× faster, on a 148-atom molecule 1.11×, on a 56-atom one 0.87×
+(``benchmarks/results/samerun-quieter-cpu-2026-12-02``).
+XLA reads ``XLA_FLAGS`` once, when the first computation starts the backend: importing ``so3krates_hk`` calls
+:func:`prefer_classic_runtime` before that (opt out with ``SO3KRATES_HK_CLASSIC_CPU_RUNTIME=0``); where JAX has
+already run something, set the flag in the shell (``python -m so3krates_hk.cpu_tuning`` prints it).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+CLASSIC_RUNTIME_FLAG = "--xla_cpu_use_thunk_runtime=false"
+CLASSIC_RUNTIME_OPT_OUT = "SO3KRATES_HK_CLASSIC_CPU_RUNTIME"
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    out = []
+    for part in version.split(".")[:3]:
+        digits = "".join(c for c in part if c.isdigit()) if part[:1].isdigit() else ""
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+def jaxlib_version() -> Optional[str]:
+    """The installed jaxlib's version, without importing it (None if jaxlib is not installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("jaxlib")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def wants_classic_runtime(version: Optional[str] = None) -> bool:
+    """True for jaxlib 0.4.32 … 0.4.x, whose default XLA:CPU runtime runs scatters as interpreted loops."""
+    version = jaxlib_version() if version is None else version
+    return version is not None and (0, 4, 32) <= _version_tuple(version) < (0, 5, 0)
+
+
+def xla_flags(base: Optional[str] = None, version: Optional[str] = None) -> Optional[str]:
+    """``XLA_FLAGS`` with :data:`CLASSIC_RUNTIME_FLAG` added where it helps and the caller has not chosen a runtime;
+    None when nothing is to be added."""
+    base = base or ""
+    if not wants_classic_runtime(version) or "xla_cpu_use_thunk_runtime" in base:
+        return None
+    return f"{base} {CLASSIC_RUNTIME_FLAG}".strip()
+
+
+def prefer_classic_runtime(environ: Optional[dict] = None) -> bool:
+    """Add :data:`CLASSIC_RUNTIME_FLAG` to ``XLA_FLAGS`` for jaxlib 0.4.32 … 0.4.x, unless opted out. Takes effect
+    only if no JAX computation has run yet in this process. Returns True when the flag was added."""
+    env = os.environ if environ is None else environ
+    if env.get(CLASSIC_RUNTIME_OPT_OUT, "1") == "0":
+        return False
+    flags = xla_flags(env.get("XLA_FLAGS"))
+    if flags is None:
+        return False
+    env["XLA_FLAGS"] = flags
+    return True
