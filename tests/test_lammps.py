@@ -273,6 +273,7 @@ def test_wrong_units_and_cg_type_without_species(water_data, cg_case):
 
 
 @pytest.mark.slow
+@pytest.mark.bigmem
 @pytest.mark.parametrize("reps, lr_cutoff", [(1, 6.0), (2, None)], ids=["water192-lr6", "water1536-lr12"])
 def test_pretrained_so3lr_matches_jax_md(tmp_path, x64, reps, lr_cutoff):
     """The shipped SO3LR weights on 1 and 2 ranks. water192-lr6: 192 atoms, 12.4 Å box, long range 6 Å (≈ 14 000
