@@ -84,7 +84,7 @@ def _has(python: str, module: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="so3krates-hk bench", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("--quick", action="store_true", help="CI mode: a few small systems, float32, fewer repetitions")
     p.add_argument("--out", help="output directory (default benchmarks/results/<device>-<date>/)")
@@ -93,8 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtypes", help="comma-separated subset of float32,float64")
     p.add_argument("--tasks", help="comma-separated subset of ef,train,memory")
     p.add_argument("--max-atoms", type=int, help="skip systems larger than this")
-    p.add_argument("--lease", action="store_true",
-                   help="the GPU run sized for one short device lease, most important first (plan.lease_plan)")
+    p.add_argument("--gpu", action="store_true",
+                   help="the GPU run sized for one short device session, most important first (plan.gpu_plan)")
     p.add_argument("--memory", action="store_true",
                    help="memory scaling only: compile energy+forces up to large N and read XLA's buffer sizes")
     p.add_argument("--gpu-sizes", action="store_true", help="plan the GPU sizes even on CPU (default: by device)")
@@ -219,9 +219,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     device_words = f"{kind} ×{ndev}" if plat != "cpu" else f"CPU: {host['cpu']}, {host['cores']} cores"
     gpu = plat != "cpu" or args.gpu_sizes
 
-    if args.quick + args.lease + args.memory > 1:
-        raise SystemExit("so3krates-hk bench: --quick, --lease and --memory are different plans; pass one.")
-    mode = "quick" if args.quick else "lease" if args.lease else "memory" if args.memory else "full"
+    if args.quick + args.gpu + args.memory > 1:
+        raise SystemExit("benchmarks.run: --quick, --gpu and --memory are different plans; pass one.")
+    mode = "quick" if args.quick else "gpu" if args.gpu else "memory" if args.memory else "full"
     cfgs = planning.plan_for(mode, gpu)
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     cfgs = planning.select(cfgs, split(args.models), split(args.systems), split(args.dtypes), args.max_atoms,
@@ -257,7 +257,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         date=started.isoformat(timespec="seconds"), device=device, device_words=device_words, host=host,
         versions={k: v for k, v in versions.items() if v}, torch_python=torch_python, torch_versions=torch_versions,
         python=platform.python_version(), mode=mode,
-        command=" ".join(["so3krates-hk bench"] + list(argv if argv is not None else sys.argv[1:])),
+        command=" ".join(["python -m benchmarks.run"] + list(argv if argv is not None else sys.argv[1:])),
         dropped=[] if (mode != "full" or gpu) else planning.dropped_on_cpu(),
     )  # fmt: skip
     _WORKER_ENV.clear()

@@ -34,7 +34,7 @@ class Unavailable(RuntimeError):
     """The model cannot run in this environment (a missing package, or the system does not fit the model)."""
 
 
-# Widths: "default" is SO3LR's SO3krates, "cg" the small CG model of the issue.
+# Widths: "default" is SO3LR's SO3krates, "cg" the small CG model.
 WIDTHS = {
     "default": dict(r_cutoff=4.5, num_layers=3, num_features=128, num_heads=4, degrees=(1, 2, 3, 4)),
     "cg": dict(r_cutoff=10.0, num_layers=2, num_features=32, num_heads=4, degrees=(1, 2), bernstein_gamma=0.4),

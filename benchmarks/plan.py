@@ -20,7 +20,7 @@ from benchmarks.torch_models import TORCH_MODELS
 ALL_MODELS = tuple(JAX_MODELS) + tuple(TORCH_MODELS)
 REFERENCE_MOLECULES = ("dha", "atat", "bb")
 
-# The original SO3LR, as reported in the issue (2-core CPU, float32, its own jax-md path). Not measured here.
+# The original SO3LR, as reported by its authors' users (2-core CPU, float32, its own jax-md path). Not measured here.
 REPORTED_ORIGINAL = (
     dict(system="dha", num_atoms=56, ef_ms=25.4, compile_s=5.9),
     dict(system="bb", num_atoms=148, ef_ms=73.1, compile_s=6.6),
@@ -29,16 +29,16 @@ REPORTED_ORIGINAL = (
 
 
 def plan_for(mode: str, gpu: bool = False) -> list[dict]:
-    """The plan of a ``so3krates-hk bench`` mode: "quick", "lease", "memory" or "full"."""
+    """The plan of a ``python -m benchmarks.run`` mode: "quick", "gpu", "memory" or "full"."""
     if mode == "quick":
         return quick_plan()
-    if mode == "lease":
-        return lease_plan()
+    if mode == "gpu":
+        return gpu_plan()
     if mode == "memory":
         return memory_plan(gpu)
     if mode == "full":
         return full_plan(gpu)
-    raise ValueError(f"Unknown benchmark mode {mode!r}; choose quick, lease, memory or full.")
+    raise ValueError(f"Unknown benchmark mode {mode!r}; choose quick, gpu, memory or full.")
 
 
 def family(system: str) -> str:
@@ -84,10 +84,10 @@ def quick_plan() -> list[dict]:
     return plan
 
 
-def lease_plan() -> list[dict]:
-    """The GPU run sized for one short device lease (``--lease``; with ``--budget 240``, as
+def gpu_plan() -> list[dict]:
+    """The GPU run sized for one short device session (``--gpu``; with ``--budget 240``, as
     ``scripts/device_bench.sh`` runs it, at most ~6 minutes on an H100/H200), most important first, so that a run
-    cut short by the budget still answers the issue's GPU targets:
+    cut short by the budget still answers the GPU targets:
 
     1. SO3LR in full on water-12 288 (target: ≥ 1e6 atom-steps/s) and the CG model on a 100 000-bead box (target:
        ≥ 3e6 bead-steps/s), each followed by the official Allegro at equal settings;
@@ -148,7 +148,7 @@ def memory_plan(gpu: bool = False) -> list[dict]:
 
 
 def full_plan(gpu: bool = False) -> list[dict]:
-    """Every model and size of the issue, most important first. On CPU the largest sizes are dropped (see
+    """Every model and size, most important first. On CPU the largest sizes are dropped (see
     ``CPU_LIMITS``); on GPU the series go up until a size does not fit."""
     plan: list[dict] = []
     water = ["water-192", "water-1536", "water-12288"]

@@ -169,7 +169,7 @@ def markdown(meta: dict, results: list[dict]) -> str:
 
     L.append("## Reported for the original SO3LR — not measured in this run")
     L.append("")
-    L.append("Figures from the issue (2-core CPU, float32, the original's own jax-md path), for orientation only: "
+    L.append("Figures reported for the original SO3LR from another run (2-core CPU, float32, the original's own jax-md path), for orientation only: "
              "another machine and another load, so not a same-run comparison.")  # fmt: skip
     L.append("")
     L.append("| system | N | e+f ms (original, reported) | compile s (original, reported) | so3lr here, float32: e+f ms | "

@@ -9,7 +9,7 @@ What is measured (JAX models; the torch baselines are in ``torch_models``):
 
 * ``compile_s``: ``jit(value_and_grad(energy)).lower(...)`` plus ``.compile()``, wall clock (``lower_s`` and
   ``compile_only_s`` separately, and the process CPU time in ``compile_cpu_s``); ``first_call_s`` is the first
-  call of the compiled function, ``jit_first_call_minus_warm_s`` the issue's alternative definition.
+  call of the compiled function, ``jit_first_call_minus_warm_s`` an alternative definition.
 * ``ef_median_s``: median of ``repeats`` warm energy+forces calls (``block_until_ready``); all times in ``ef_times_s``.
 * ``nbr_update_median_s``: median of warm, jitted ``nbrs.update(R')`` of every list the model needs, where R' has
   one atom moved by 0.75 × skin so that jax-md rebuilds the lists; ``nbr_check_median_s`` the same update at the
@@ -193,7 +193,7 @@ def run_ef(cfg: dict, rec: Recorder) -> None:
         energy=e_val, max_abs_force=fmax, finite=finite,
     )  # fmt: skip
 
-    # the alternative compile measure: first call of a fresh jit minus a warm call
+    # an alternative compile measure: first call of a fresh jit minus a warm call
     if cfg.get("first_call_compile", True):
         ef2 = jax.jit(jax.value_and_grad(energy, argnums=1))
         t = time.perf_counter()

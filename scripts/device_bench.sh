@@ -6,7 +6,7 @@
 #
 # 1. installs the carried wheels (.whl/, requirements/device.txt) into /tmp/site, no index, no dependencies;
 # 2. a smoke test that fails within a minute when something is missing (import, GPU visible, one SO3LR e+f on dha);
-# 3. `python -m benchmarks.run --lease --budget $BENCH_BUDGET_S` (plan.lease_plan: the GPU targets first), results
+# 3. `python -m benchmarks.run --gpu --budget $BENCH_BUDGET_S` (plan.gpu_plan: the GPU targets first), results
 #    straight into $OUT/bench/ so that a run cut short still brings back partial.json;
 # 4. with the time left of $TOTAL_BUDGET_S, `python -m benchmarks.profile` on water-1536 into $OUT/profile/.
 #
@@ -76,8 +76,8 @@ for prec in (None, "highest"):
 PY
 echo "== smoke done after $(( $(date +%s) - t0 )) s"
 
-echo "== benchmark (--lease, budget ${BENCH_BUDGET_S} s)"
-timeout $(( BENCH_BUDGET_S + 180 )) $PY -m benchmarks.run --lease --budget "$BENCH_BUDGET_S" --out "$OUT/bench" $BENCH_ARGS
+echo "== benchmark (--gpu, budget ${BENCH_BUDGET_S} s)"
+timeout $(( BENCH_BUDGET_S + 180 )) $PY -m benchmarks.run --gpu --budget "$BENCH_BUDGET_S" --out "$OUT/bench" $BENCH_ARGS
 echo "== benchmark rc=$? after $(( $(date +%s) - t0 )) s"
 
 left=$(( TOTAL_BUDGET_S - ($(date +%s) - t0) ))

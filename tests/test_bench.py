@@ -66,21 +66,21 @@ def test_plans_are_consistent():
     assert max(c["num_atoms"] for c in gpu) > max(c["num_atoms"] for c in full)
 
 
-def test_lease_plan_puts_the_gpu_targets_first():
-    """The short-lease GPU plan: the issue's GPU targets come first (a run cut short by --budget still answers
+def test_gpu_plan_puts_the_gpu_targets_first():
+    """The short GPU plan: the GPU targets come first (a run cut short by --budget still answers
     them), each target with Allegro at equal settings right after it, and the water series climbs to sizes beyond
     the full GPU plan's, so the largest box that fits is found."""
-    lease = planning.lease_plan()
-    head = [(c["model"], c["system"]) for c in lease[:4]]
+    plan = planning.gpu_plan()
+    head = [(c["model"], c["system"]) for c in plan[:4]]
     assert head[:3] == [("so3lr", "water-12288"), ("so3krates-cg", "cg-box-100000"), ("allegro-torch", "cg-box-100000")]
     assert ("so3lr", "water-1536") in head
-    for c in lease:
+    for c in plan:
         assert c["num_atoms"] == system_size(c["system"]) and c["timeout_s"] <= 120
         assert set(c) == set(planning.config("so3lr", "dha"))  # every field the worker reads
-    water = [c["num_atoms"] for c in lease if c["model"] == "so3lr" and c["system"].startswith("water")
+    water = [c["num_atoms"] for c in plan if c["model"] == "so3lr" and c["system"].startswith("water")
              and c["dtype"] == "float32"]  # fmt: skip
     assert max(water) > max(c["num_atoms"] for c in planning.full_plan(gpu=True) if c["model"] == "so3lr")
-    assert {c["model"] for c in lease} >= {"so3lr", "so3krates", "so3krates-cg", "allegro-torch", "mace-torch"}
+    assert {c["model"] for c in plan} >= {"so3lr", "so3krates", "so3krates-cg", "allegro-torch", "mace-torch"}
 
 
 def test_device_kit_lists_one_version_of_each_package():
@@ -137,7 +137,7 @@ def test_report_writes_json_markdown_and_plots(tmp_path):
     assert len(doc["results"]) == 5 and doc["reported_original"]
     md = open(paths["markdown"]).read()
     assert "Reported for the original SO3LR — not measured in this run" in md
-    assert "25.4" in md and "1213" in md  # the issue's figures, labelled
+    assert "25.4" in md and "1213" in md  # the original's reported figures, labelled
     assert "so3lr-original" in md and "skipped" in md
     for png in ("time_vs_n.png", "memory_vs_n.png"):
         assert os.path.getsize(tmp_path / png) > 1000

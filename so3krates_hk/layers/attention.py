@@ -3,7 +3,7 @@
 
 For an edge (i, j), i the centre that receives and j its neighbour:
 
-    g_ij   = c(ε_j − ε_i)                                            (§6.1, one invariant per degree)
+    g_ij   = c(ε_j − ε_i)                                            (one invariant per degree)
     w¹_ij  = act(β_ij R1a + r1a) R1b + r1b + act(g_ij S1a + s1a) S1b + s1b,   w² likewise
     α¹_ij^(h) = φ(d_ij) / n̄ · Σ_a q1_i^(h)[a] w¹_ij^(h)[a] k1_j^(h)[a]       (one per head h)
     α²_ij^(l) = φ(d_ij) / n̄ · Σ_a q2_i^(l)[a] w²_ij^(l)[a] k2_j^(l)[a]       (one per degree l)
@@ -117,7 +117,7 @@ class EuclideanAttention(hk.Module):
         i, j = edges.centers, edges.neighbors
         act = self.activation
 
-        # §6.2 block-diagonal queries, keys, values per atom, each gathered at both pair ends (separate contiguous
+        # block-diagonal queries, keys, values per atom, each gathered at both pair ends (separate contiguous
         # gathers: slicing one concatenated gather is several times slower on CPU).
         dtype = x.dtype
         q1, k1, v1 = (x @ _block_diagonal(_block_matrix(w, H, dh, dtype)) for w in ("Wq1", "Wk1", "Wv1"))
@@ -126,14 +126,14 @@ class EuclideanAttention(hk.Module):
         q1_j, k1_j, v1_j, q2_j, k2_j = (a[j] for a in (q1, k1, v1, q2, k2))
         ev_i, ev_j = ev[i], ev[j]
 
-        # §6.1 filters, once per pair: radial (from β) + spherical (from the invariants of ε_j − ε_i).
+        # filters, once per pair: radial (from β) + spherical (from the invariants of ε_j − ε_i).
         g = degree_contraction(ev_j - ev_i, self.degrees)
         w1 = two_layer_filter(edges.rbf, F, F, act, ("radial_filter1_layer_1", "radial_filter1_layer_2"))
         w1 = w1 + two_layer_filter(g, F // 4, F, act, ("spherical_filter1_layer_1", "spherical_filter1_layer_2"))
         w2 = two_layer_filter(edges.rbf, F, F, act, ("radial_filter2_layer_1", "radial_filter2_layer_2"))
         w2 = w2 + two_layer_filter(g, F // 4, F, act, ("spherical_filter2_layer_1", "spherical_filter2_layer_2"))
 
-        # §6.3 attention coefficients for both directions: φ/n̄ · Σ_a q_i w_ij k_j (no softmax) and i ↔ j. The sums over
+        # attention coefficients for both directions: φ/n̄ · Σ_a q_i w_ij k_j (no softmax) and i ↔ j. The sums over
         # a block and the broadcasts back are products with 0/1 block-indicator matrices (dots vectorise on CPU).
         scale = (edges.cut / self.avg_num_neighbors)[:, None]
         hp = jax.lax.Precision.HIGHEST
@@ -144,7 +144,7 @@ class EuclideanAttention(hk.Module):
         a2_ij = jnp.dot(q2_i * w2 * k2_j, deg_sum, precision=hp) * scale
         a2_ji = jnp.dot(q2_j * w2 * k2_i, deg_sum, precision=hp) * scale
 
-        # §6.4 aggregation: atom i receives from j along r_ij, atom j from i along r_ji = −r_ij.
+        # aggregation: atom i receives from j along r_ij, atom j from i along r_ji = −r_ij.
         head_expand = head_sum.T  # (H, F)
         deg_expand = jnp.asarray(_degree_indicator(self.degrees), dtype)  # (G, Σ(2l+1))
         dx = pair_segment_sum(jnp.dot(a1_ij, head_expand, precision=hp) * v1_j,

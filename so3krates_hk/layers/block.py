@@ -1,7 +1,7 @@
 """One SO3krates layer: attention → add → LN₁ → residual MLP 1 → exchange → (residual MLP 2) → LN₂ (docs/model.md,
 "Interaction layer").
 
-The exchange block (§6.7) couples invariant and equivariant features with one dense layer and no activation:
+The exchange block (docs/model.md, "Interaction layer") couples invariant and equivariant features with one dense layer and no activation:
 
     [a_i | b_i] = [x_i | c_1(ε_i) … c_L(ε_i)] X + xb,    x_i ← x_i + a_i,    ε_i,lm ← ε_i,lm + b_i,l ε_i,lm
 """
