@@ -28,6 +28,8 @@ import functools
 import json
 import math
 import os
+import sys
+import time
 import warnings
 from typing import Any, Callable, Mapping, Optional
 
@@ -216,6 +218,17 @@ class Simulation:
             for k, fn in self.neighbor_fns.items()
         }
 
+    def _lists_for(self, position) -> dict:
+        """Neighbour lists for ``position``: the last run's lists updated in place when they still fit, so the
+        compiled block (whose shapes include the lists' capacities) is reused across ``run`` calls; fresh ones
+        otherwise."""
+        last = getattr(self, "_last_lists", None)
+        if last is not None:
+            updated = {k: v.update(position) for k, v in last.items()}
+            if not any(bool(v.did_buffer_overflow) for v in updated.values()):
+                return updated
+        return self.allocate(position)
+
     def _grow_lists(self, nbrs: dict) -> None:
         """Double the extra capacity of every list that overflowed (re-allocating at the same positions would
         otherwise reproduce the same capacity)."""
@@ -265,15 +278,18 @@ class Simulation:
             if position is None:
                 raise ValueError("Give a state, a position, or a checkpoint to restart from.")
             state = self.init_state(jnp.asarray(position))
-        nbrs = self.allocate(state.position)
+        nbrs = self._lists_for(state.position)
 
         frames, step_ids = [], []
         lengths = [s.block] * (steps // s.block) + ([steps % s.block] if steps % s.block else [])
         bar = _progress(len(lengths), progress)
         step = start_step
-        for length in lengths:
+        for i, length in enumerate(lengths):
             n_records, tail = divmod(length, s.record_every)
             start_state = state
+            if progress and i == 0:  # the first block compiles the jitted steps: say so, with its time
+                t0 = time.perf_counter()
+                bar.write(f"compiling the MD block ({length} steps) …", file=sys.stderr)
             for _attempt in range(MAX_REALLOCATIONS_PER_BLOCK):
                 state_new, nbrs_new, fr, overflow, edges, finite = self._block(start_state, nbrs, n_records, tail)
                 if self._model_overflow(int(edges)):
@@ -294,6 +310,8 @@ class Simulation:
                     + (f"the last good state is in {checkpoint}." if checkpoint else "no checkpoint was written.")
                 )
             state, nbrs = state_new, nbrs_new
+            if progress and i == 0:
+                bar.write(f"compiled and ran the first block in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             frames.append(jax.device_get(fr))
             step_ids.append(step + s.record_every * (1 + np.arange(n_records)))
             step += length
@@ -301,6 +319,7 @@ class Simulation:
                 self.save_checkpoint(checkpoint, state, step)
             bar.update(1)
         bar.close()
+        self._last_lists = nbrs
         if checkpoint:
             self.save_checkpoint(checkpoint, state, step)
         traj = _stack(frames, step_ids, self.reallocations)

@@ -138,9 +138,9 @@ def split_frames(ds: CGDataset, train_fraction: float, val_fraction: float, seed
     ``how="trajectory"``: whole trajectories (``replica``) go to one set; the seeded order of the trajectories is cut
     at the fractions (each set gets at least one trajectory where the fraction is > 0).
     ``how="blocks"``: every trajectory is cut into contiguous blocks of ``block_frames`` frames (in file order), and
-    the blocks are dealt to the sets in a seeded random order at the fractions. ``gap_frames`` frames at the start
-    of a block whose predecessor in the same trajectory went to another set are dropped, so no test frame sits
-    next to a training frame.
+    the blocks are dealt to the sets in a seeded random order at the fractions (a set whose fraction is > 0 gets at
+    least one block). ``gap_frames`` frames at the start of a block whose predecessor in the same trajectory went to
+    another set are dropped, so no test frame sits next to a training frame.
     """
     if how not in SPLITS:
         raise DatasetError(f"data.split must be one of {SPLITS}; got {how!r}.")
@@ -157,9 +157,9 @@ def split_frames(ds: CGDataset, train_fraction: float, val_fraction: float, seed
     n = len(units)
     n_val = int(round(val_fraction * n)) if val_fraction > 0 else 0
     n_test = int(round((1 - train_fraction - val_fraction) * n))
-    if how == "trajectory":
-        n_val = max(n_val, 1) if val_fraction > 0 else 0
-        n_test = max(n_test, 1) if 1 - train_fraction - val_fraction > 1e-9 else 0
+    # a set whose fraction is > 0 gets at least one unit, never silently none
+    n_val = max(n_val, 1) if val_fraction > 0 else 0
+    n_test = max(n_test, 1) if 1 - train_fraction - val_fraction > 1e-9 else 0
     if n - n_val - n_test < 1:
         raise DatasetError(f"Cannot split {n} {'trajectories' if how == 'trajectory' else 'blocks'} into train, "
                            f"validation and test at fractions {train_fraction}, {val_fraction}; use "

@@ -296,8 +296,15 @@ def run(cfg: TrainConfig, resume: bool = False, progress: bool = True, output: O
         fm.resume(ckpt)
         print(f"resumed from {ckpt} at epoch {fm.epoch}")
     bar = tqdm(total=cfg.training.epochs, initial=fm.epoch, desc="force matching", unit="epoch", disable=not progress)
+    first = True
     while fm.epoch < cfg.training.epochs:
+        if first:  # the first epoch compiles chemtrain's update step: say so, with its time
+            t0 = time.perf_counter()
+            bar.write("compiling the force-matching step (first epoch) …")
         fm.train_epoch()
+        if first:
+            bar.write(f"compiled and trained the first epoch in {time.perf_counter() - t0:.1f} s")
+            first = False
         h = fm.history
         msg = f"epoch {fm.epoch}: train force RMSE {h['train_force_rmse'][-1]:.4f}"
         if h["val_force_rmse"]:
