@@ -19,8 +19,17 @@ PROG = "so3krates-hk"
 COMMANDS = ("train", "finetune", "data", "md", "lammps", "export", "eval", "vib", "convert", "example", "bench")  # modules of this package, in --help order
 
 
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows every option's default, keeps the descriptions' line breaks."""
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default (unless its help already says it, or there is none: None, False), keeps the
+    descriptions' line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default is None or default is False or default == argparse.SUPPRESS \
+                or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
 
 
 def build_parser() -> argparse.ArgumentParser:
