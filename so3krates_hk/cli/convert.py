@@ -50,8 +50,12 @@ def run(args: argparse.Namespace) -> int:
 
 def check(params, float32: bool = False) -> int:
     """Print the parity table; 0 when every float64 energy and force error is within its limit, else 1."""
+    import warnings
+
     import jax
 
+    # jax-md 0.2.8 scatters int64 into int32 under x64: a FutureWarning per call that is not the user's to fix
+    warnings.filterwarnings("ignore", message="scatter inputs have incompatible types", category=FutureWarning)
     jax.config.update("jax_enable_x64", True)
     import jax.numpy as jnp
 
