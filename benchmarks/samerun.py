@@ -112,15 +112,9 @@ def jax_md_worker(system_name: str, out: str, steps: int, loop_steps: int = 10, 
     dt = 0.5 / jax_models.TIME_UNIT_FS
     init, apply = jax_md.simulate.nvt_langevin(lambda R, **nb: m.energy(params, R, **nb), m.shift, dt, kT, gamma=0.1)
 
-    def loop(state, nbrs):
-        def body(_, carry):
-            state, nbrs, overflow = carry
-            nbrs = {k: v.update(state.position) for k, v in nbrs.items()}
-            for v in nbrs.values():
-                overflow = overflow | jnp.asarray(v.did_buffer_overflow, bool)
-            return apply(state, **nbrs), nbrs, overflow
+    from benchmarks.worker import md_loop
 
-        return jax.lax.fori_loop(0, loop_steps, body, (state, nbrs, jnp.zeros((), bool)))
+    loop = md_loop(apply, loop_steps)
 
     t0 = time.perf_counter()
     nbrs = dict(m.neighbors)

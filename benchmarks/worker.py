@@ -237,16 +237,7 @@ def run_md(cfg: dict, rec: Recorder, m) -> None:
     ef_med = rec.result.get("ef_median_s") or 0.0
     steps = int(max(2, min(cfg["md_steps"], cfg.get("md_loop_target_s", 3.0) // max(ef_med, 1e-9))))
 
-    def loop(state, nbrs):
-        def body(_, carry):
-            state, nbrs, overflow = carry
-            nbrs = {k: v.update(state.position) for k, v in nbrs.items()}
-            for v in nbrs.values():
-                overflow = overflow | jnp.asarray(v.did_buffer_overflow, bool)
-            state = apply(state, **nbrs)
-            return state, nbrs, overflow
-
-        return jax.lax.fori_loop(0, steps, body, (state, nbrs, jnp.zeros((), bool)))
+    loop = md_loop(apply, steps)
 
     loop = jax.jit(loop)
     memory.reset_peak_rss()
@@ -442,3 +433,22 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+def md_loop(apply, steps: int):
+    """``loop(state, nbrs) -> (state, nbrs, overflow)``: ``steps`` MD steps in one ``fori_loop``, the neighbour
+    lists updated before each step and their overflow flags OR-ed (the caller re-allocates and re-runs)."""
+    import jax
+    import jax.numpy as jnp
+
+    def loop(state, nbrs):
+        def body(_, carry):
+            state, nbrs, overflow = carry
+            nbrs = {k: v.update(state.position) for k, v in nbrs.items()}
+            for v in nbrs.values():
+                overflow = overflow | jnp.asarray(v.did_buffer_overflow, bool)
+            return apply(state, **nbrs), nbrs, overflow
+
+        return jax.lax.fori_loop(0, steps, body, (state, nbrs, jnp.zeros((), bool)))
+
+    return loop
