@@ -254,6 +254,25 @@ def run_md(cfg: dict, rec: Recorder, m) -> None:
     )  # fmt: skip
 
 
+def md_loop(apply, steps: int):
+    """``loop(state, nbrs) -> (state, nbrs, overflow)``: ``steps`` MD steps in one ``fori_loop``, the neighbour
+    lists updated before each step and their overflow flags OR-ed (the caller re-allocates and re-runs)."""
+    import jax
+    import jax.numpy as jnp
+
+    def loop(state, nbrs):
+        def body(_, carry):
+            state, nbrs, overflow = carry
+            nbrs = {k: v.update(state.position) for k, v in nbrs.items()}
+            for v in nbrs.values():
+                overflow = overflow | jnp.asarray(v.did_buffer_overflow, bool)
+            return apply(state, **nbrs), nbrs, overflow
+
+        return jax.lax.fori_loop(0, steps, body, (state, nbrs, jnp.zeros((), bool)))
+
+    return loop
+
+
 def jax_md_time_unit_fs() -> float:
     from benchmarks.jax_models import TIME_UNIT_FS
 
@@ -433,22 +452,3 @@ def main(argv=None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-def md_loop(apply, steps: int):
-    """``loop(state, nbrs) -> (state, nbrs, overflow)``: ``steps`` MD steps in one ``fori_loop``, the neighbour
-    lists updated before each step and their overflow flags OR-ed (the caller re-allocates and re-runs)."""
-    import jax
-    import jax.numpy as jnp
-
-    def loop(state, nbrs):
-        def body(_, carry):
-            state, nbrs, overflow = carry
-            nbrs = {k: v.update(state.position) for k, v in nbrs.items()}
-            for v in nbrs.values():
-                overflow = overflow | jnp.asarray(v.did_buffer_overflow, bool)
-            return apply(state, **nbrs), nbrs, overflow
-
-        return jax.lax.fori_loop(0, steps, body, (state, nbrs, jnp.zeros((), bool)))
-
-    return loop
