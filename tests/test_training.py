@@ -353,8 +353,8 @@ def test_one_definition_of_q_shared_with_the_data_script():
 
 
 def test_start_frame_must_exist(tmp_path):
-    cfg = tiny_config(tmp_path, md={"steps": 400, "block": 200, "record_every": 20, "start_frame": 5000})
-    with pytest.raises(ConfigError, match="md.start_frame 5000 is not a frame"):
+    cfg = tiny_config(tmp_path, md={"steps": 400, "block": 200, "record_every": 20, "start_frame": 50000})
+    with pytest.raises(ConfigError, match="md.start_frame 50000 is not a frame"):
         train_mod.run(cfg, progress=False)
 
 

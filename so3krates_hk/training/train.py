@@ -12,10 +12,10 @@
    trained model (SO3krates + priors, ``metrics["md"]``) and with the fitted priors alone (the baseline,
    ``metrics["md_priors_only"]``). Every replica starts from the one frame ``md.start_frame`` (for chignolin an
    unfolded one), so the divergences measure each model's ensemble, not its starting points. Compare both with the
-   reference data (its equilibrium frames): histograms with their Jensen–Shannon divergences (``md_comparison.png``), and for a protein
-   with a folded reference the folded fraction against simulated time per replica (``folded_fraction.png``).
-   Check stability: no NaN, no bond stretched beyond 1.5× its reference length. A run that blows up stops its
-   replica there, and the job still writes ``metrics.json`` (``stable: false``) and the figures.
+   reference data (its equilibrium frames): histograms with their Jensen–Shannon divergences (``md_comparison.png``),
+   and for a protein with a folded reference the folded fraction against simulated time per replica
+   (``folded_fraction.png``). Check stability: no NaN, no bond stretched beyond 1.5× its reference length. A run that
+   blows up stops its replica there, and the job still writes ``metrics.json`` (``stable: false``) and the figures.
 """
 
 from __future__ import annotations
