@@ -25,6 +25,12 @@ alanine dipeptide (ACE-ALA-NME)
     constraints as it builds them), 300 K, 2 fs step. CG map: the 10 heavy atoms (selection map). Species
     ``ALA2_BEAD_TYPES``: 0 methyl C (ACE CH3, ALA CB, NME CH3), 1 carbonyl C (ACE C, ALA C), 2 carbonyl O,
     3 amide N, 4 Cα. φ = C(ACE)-N-CA-C, ψ = N-CA-C-N(NME), as bead indices in ``phi_psi_atoms``.
+    ``--ala2-umbrella-grid N`` adds N x N umbrella windows: replicas held near a grid of (φ, ψ) centres by harmonic
+    restraints ½ k (Δφ² + Δψ²) on the dihedrals of the selected heavy atoms, in force group 31, which the saved forces
+    leave out. The restraints are functions of the CG coordinates alone, so the atoms inside the beads keep their
+    unbiased conditional distribution and the mapped forces remain samples of the CG mean force; the windows sample
+    the barrier regions that unbiased runs cross rarely. Their frames carry ``equilibrium`` = 0 (1 for the unbiased
+    replicas): training data, not the reference ensemble.
 
 Force map (both systems)
     The CG map M is a selection: bead I sits on one atom a(I), M[I, α] = δ(α, a(I)). Each atom α is assigned to
@@ -79,6 +85,7 @@ _ALA2_TYPES = {
     ("NME", "N"): 3, ("NME", "C"): 0, ("NME", "CH3"): 0,
 }
 KJ_PER_KCAL = 4.184
+UMBRELLA_GROUP = 31  # force group of the alanine-dipeptide umbrella restraints (left out of the saved forces)
 # Chignolin hairpin backbone dihedrals (residue index -> (phi, psi), degrees); others β (-130, 135).
 HAIRPIN_TURN = {3: (-60.0, -30.0), 4: (-70.0, -20.0), 5: (-100.0, 0.0), 6: (80.0, 10.0)}
 BETA = (-130.0, 135.0)
@@ -328,6 +335,20 @@ def run_replica(job: dict) -> dict:
     from tqdm import tqdm
 
     system = mm.XmlSerializer.deserialize(job["system_xml"])
+    groups = -1  # every force group
+    if job.get("umbrella"):
+        # Harmonic restraints on dihedrals of the *selected* atoms (functions of the CG coordinates alone), in their
+        # own force group, which the saved forces leave out.
+        assert all(system.getForce(k).getForceGroup() == 0 for k in range(system.getNumForces()))
+        um = mm.CustomTorsionForce("0.5*k_umbrella*d^2; d = min(dt, 2*pi - dt); dt = abs(theta - theta0); "
+                                   "pi = 3.141592653589793")
+        um.addGlobalParameter("k_umbrella", job["umbrella"]["k"])
+        um.addPerTorsionParameter("theta0")
+        for atoms, theta0 in zip(job["umbrella"]["atoms"], job["umbrella"]["theta0"]):
+            um.addTorsion(*[int(a) for a in atoms], [float(theta0)])
+        um.setForceGroup(UMBRELLA_GROUP)
+        system.addForce(um)
+        groups = set(range(32)) - {UMBRELLA_GROUP}
     temp = job["temperature"] * u.kelvin
     dt_ps = job["dt_fs"] * 1e-3
     integ = mm.LangevinMiddleIntegrator(temp, 1 / u.picosecond, dt_ps * u.picoseconds)
@@ -349,7 +370,8 @@ def run_replica(job: dict) -> dict:
                leave=True, dynamic_ncols=True, file=sys.stderr)
     for k in bar:
         integ.step(stride)
-        st = ctx.getState(getPositions=True, getForces=True)  # all force groups; constraint forces not included
+        # all force groups but an umbrella's; constraint forces are not included
+        st = ctx.getState(getPositions=True, getForces=True, groups=groups)
         x = st.getPositions(asNumpy=True).value_in_unit(u.angstrom)
         f = st.getForces(asNumpy=True).value_in_unit(u.kilojoule_per_mole / u.angstrom) / KJ_PER_KCAL
         agg = np.zeros((nb, 3))
@@ -491,7 +513,22 @@ def generate_ala2(args, out: Path, bundle: Path) -> dict:
         threads=args.threads, equil_ps=10.0, save_every_ps=args.save_every_ps, ns=args.ala2_ns, selected=selected,
         assign=assign, label=f"ala2 r{r}", position=r, replica=r, start="openmmtools",
     ) for r in range(args.ala2_replicas)]
+    # Umbrella windows: a grid of (φ, ψ) centres, each held by harmonic restraints on the CG dihedrals φ and ψ. The
+    # restraints depend on the CG coordinates alone, so the atoms inside each bead keep their unbiased conditional
+    # distribution and the saved forces (restraints left out) are samples of the same mean force; the windows fill
+    # in the barrier regions the unbiased runs cross too rarely. Their frames are training data, never reference.
+    grid = np.linspace(-np.pi, np.pi, args.ala2_umbrella_grid, endpoint=False)
+    centres = [(a, b) for a in grid for b in grid]
+    k_rad = args.ala2_umbrella_k * KJ_PER_KCAL  # kJ/mol/rad²
+    jobs += [dict(
+        system_xml=xml, positions_nm=start, temperature=args.ala2_temperature, dt_fs=2.0,
+        seed=_seed(args.seed, 21, w), threads=args.threads, equil_ps=10.0, save_every_ps=args.save_every_ps,
+        ns=args.ala2_umbrella_ps * 1e-3, selected=selected, assign=assign, label=f"ala2 window {w}",
+        position=w % max(args.workers, 1), replica=args.ala2_replicas + w, start=f"umbrella({a:.2f}, {b:.2f})",
+        umbrella=dict(k=k_rad, atoms=[selected[phi_psi[0]], selected[phi_psi[1]]], theta0=[a, b]),
+    ) for w, (a, b) in enumerate(centres)]
     results, pos, frc, rep, tps = _collect(_run_jobs(jobs, args.workers))
+    equilibrium = (rep < args.ala2_replicas).astype(np.int8)
     phi = dihedral(pos.astype(np.float64), phi_psi[0])
     psi = dihedral(pos.astype(np.float64), phi_psi[1])
     common = dict(
@@ -499,26 +536,38 @@ def generate_ala2(args, out: Path, bundle: Path) -> dict:
         frame_interval_ps=float(args.save_every_ps), reference_structure=ref, phi_psi_atoms=phi_psi,
     )
     np.savez(out / "alanine_dipeptide_full.npz", positions=pos, forces=frc, replica=rep, time_ps=tps,
-             phi=phi.astype(np.float32), psi=psi.astype(np.float32), **common)
+             equilibrium=equilibrium, phi=phi.astype(np.float32), psi=psi.astype(np.float32), **common)
     idx = _subsample(len(pos), args.bundle_max_frames)
     np.savez(bundle / "alanine_dipeptide.npz", positions=pos[idx], forces=frc[idx], replica=rep[idx],
-             time_ps=tps[idx], **common)
+             time_ps=tps[idx], equilibrium=equilibrium[idx], **common)
+    eq = equilibrium.astype(bool)
+    results_eq = [r for r in results if r["replica"] < args.ala2_replicas]
     # count entries into the phi > 0 region (lasting >= 2 frames) as a crude transition count
     left = phi > 0
-    entries = int(sum(np.sum(left[rep == r][1:] & ~left[rep == r][:-1]) for r in np.unique(rep)))
+    entries = int(sum(np.sum(left[rep == r][1:] & ~left[rep == r][:-1]) for r in range(args.ala2_replicas)))
     return {
         "n_atoms": system.getNumParticles(), "n_constraints": system.getNumConstraints(),
         "temperature_K": args.ala2_temperature, "dt_fs": 2.0, "friction_per_ps": 1.0,
         "force_field": "openmmtools AlanineDipeptideImplicit: Amber96 + OBC GBSA (CustomGBForce), NoCutoff, HBonds",
-        "ns_per_replica": args.ala2_ns, "n_replicas": len(results), "total_ns": args.ala2_ns * len(results),
-        "frames_full": int(len(pos)), "frames_bundle": int(len(idx)),
+        "ns_per_replica": args.ala2_ns, "n_replicas": len(results_eq), "total_ns": args.ala2_ns * len(results_eq),
+        "frames_full": int(len(pos)), "frames_equilibrium": int(eq.sum()),
+        "frames_bundle": int(len(idx)),
         "bundle_stride": int(idx[1] - idx[0]) if len(idx) > 1 else 1,
-        "basins_full": ramachandran_basins(phi, psi), "basins_bundle": ramachandran_basins(phi[idx], psi[idx]),
+        "basins_full": ramachandran_basins(phi[eq], psi[eq]),
+        "basins_bundle": ramachandran_basins(phi[idx][eq[idx]], psi[idx][eq[idx]]),
         "entries_into_phi_gt_0": entries,
         "replicas": [{"replica": r["replica"], "seed": r["seed"], "ns_per_day": r["ns_per_day"], "wall_s": r["wall_s"],
                       "max_abs_net_force_kcal_per_mol_A": r["max_abs_net_force_kcal_per_mol_A"],
                       "basins": ramachandran_basins(phi[rep == r["replica"]], psi[rep == r["replica"]])}
-                     for r in results],
+                     for r in results_eq],
+        "umbrella": {
+            "windows": len(centres), "grid_per_angle": args.ala2_umbrella_grid, "ps_per_window": args.ala2_umbrella_ps,
+            "k_kcal_per_mol_rad2": args.ala2_umbrella_k, "frames": int((~eq).sum()),
+            "basins_all_windows": ramachandran_basins(phi[~eq], psi[~eq]),
+            "seeds": [r["seed"] for r in results if r["replica"] >= args.ala2_replicas],
+            "max_abs_net_force_kcal_per_mol_A": max([r["max_abs_net_force_kcal_per_mol_A"] for r in results
+                                                     if r["replica"] >= args.ala2_replicas], default=None),
+        },
     }
 
 
@@ -538,6 +587,11 @@ def main(argv=None):
     p.add_argument("--ala2-ns", type=float, default=2.0, help="production length per alanine-dipeptide replica (ns)")
     p.add_argument("--ala2-replicas", type=int, default=2)
     p.add_argument("--ala2-temperature", type=float, default=300.0)
+    p.add_argument("--ala2-umbrella-grid", type=int, default=0,
+                   help="umbrella windows: an N x N grid of (phi, psi) centres (0: none); training frames only")
+    p.add_argument("--ala2-umbrella-ps", type=float, default=50.0, help="production length per umbrella window (ps)")
+    p.add_argument("--ala2-umbrella-k", type=float, default=10.0,
+                   help="umbrella force constant on phi and psi (kcal/mol/rad^2)")
     p.add_argument("--workers", type=int, default=2, help="replicas run in parallel processes")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OPENMM_CPU_THREADS", "1")),
                    help="OpenMM CPU threads per process (default $OPENMM_CPU_THREADS or 1)")

@@ -301,6 +301,22 @@ def _write(tmp_path, **arrays):
     return str(path)
 
 
+def test_biased_frames_train_but_are_not_the_reference(tmp_path):
+    eq = np.tile([1, 1, 1, 1, 0], 8)  # every 5th frame from an umbrella window
+    ds = load_cg_dataset(_write(tmp_path, equilibrium=eq, replica=np.repeat(np.arange(8), 5)))
+    ref = ds.reference()
+    assert ref.num_frames == 32 and ref.extras["frame_index"].tolist() == np.nonzero(eq)[0].tolist()
+    np.testing.assert_array_equal(ref.positions, ds.positions[eq == 1])
+    tr, va, te = split_frames(ds, 0.5, 0.25, 0, "trajectory")
+    assert len(tr) + len(va) + len(te) == 40  # biased frames stay in the split (they are training data)
+    part = ds.subset(tr).reference()
+    assert part.extras["equilibrium"].tolist() == [1] * part.num_frames
+    plain = load_cg_dataset(_write(tmp_path))
+    assert plain.reference() is plain  # no 'equilibrium' key: every frame is the reference
+    with pytest.raises(DatasetError, match="'equilibrium' must have one entry per frame"):
+        load_cg_dataset(_write(tmp_path, equilibrium=np.ones(3)))
+
+
 def test_user_data_box_is_refused_and_temperatures_are_chosen(tmp_path):
     with pytest.raises(DatasetError, match="has a 'box'"):
         load_cg_dataset(_write(tmp_path, box=np.eye(3) * 30.0))
@@ -337,8 +353,8 @@ def test_one_definition_of_q_shared_with_the_data_script():
 
 
 def test_start_frame_must_exist(tmp_path):
-    cfg = tiny_config(tmp_path, md={"steps": 400, "block": 200, "record_every": 20, "start_frame": 5000})
-    with pytest.raises(ConfigError, match="md.start_frame 5000 is not a frame"):
+    cfg = tiny_config(tmp_path, md={"steps": 400, "block": 200, "record_every": 20, "start_frame": 50000})
+    with pytest.raises(ConfigError, match="md.start_frame 50000 is not a frame"):
         train_mod.run(cfg, progress=False)
 
 

@@ -3,7 +3,10 @@
 temperature K.
 
 Keys: ``positions`` (T, n, 3), ``forces`` (T, n, 3), ``species`` (n,), ``temperature`` (a scalar, or (T,) per frame);
-optional per-frame ``replica`` (which trajectory a frame came from) and ``time_ps``; anything else (e.g.
+optional per-frame ``replica`` (which trajectory a frame came from), ``time_ps`` and ``equilibrium`` (1 for a frame
+of an unbiased equilibrium run, 0 for one sampled under a bias on the CG coordinates, e.g. an umbrella window: such
+frames carry valid mean-force samples and are trained on, but their distribution is not the reference ensemble, so
+the MD comparison leaves them out); anything else (e.g.
 ``reference_structure``, ``phi_psi_atoms``, ``bead_names``, ``masses``) is kept in ``extras``.
 
 A CG force field is a potential of mean force at one temperature, so a file with frames at several temperatures must
@@ -28,7 +31,7 @@ from so3krates_hk.errors import UserError
 BOLTZMANN_KCAL_PER_MOL_K = 0.0019872042586408316  # k_B in kcal/mol/K
 BUNDLED_CG = ("chignolin", "alanine_dipeptide")
 REQUIRED_KEYS = ("positions", "forces", "species", "temperature")
-PER_FRAME_KEYS = ("replica", "time_ps", "frame_index")
+PER_FRAME_KEYS = ("replica", "time_ps", "frame_index", "equilibrium")
 SPLITS = ("blocks", "trajectory")
 
 
@@ -52,6 +55,12 @@ class CGDataset:
     @property
     def num_frames(self) -> int:
         return len(self.positions)
+
+    def reference(self) -> "CGDataset":
+        """The frames of the reference ensemble: all, or those with ``equilibrium`` = 1 where the file says."""
+        if "equilibrium" not in self.extras:
+            return self
+        return self.subset(np.nonzero(np.asarray(self.extras["equilibrium"]) != 0)[0])
 
     @property
     def replica(self) -> np.ndarray:

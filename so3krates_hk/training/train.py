@@ -1,7 +1,8 @@
 """``so3krates-hk train --config cg_chignolin``: CG force matching with chemtrain, then CG MD.
 
 1. Load the CG dataset, split it (seeded) into train, validation and test by contiguous time blocks or by whole
-   trajectories (never single frames of a time series), fit the priors on the training frames.
+   trajectories (never single frames of a time series), fit the priors on the training frames (those of the
+   equilibrium runs where the file marks frames sampled under a bias: ``equilibrium``).
 2. Train SO3krates from random init with chemtrain's ``ForceMatching``; the ``energy_fn_template`` is SO3krates
    plus the priors. A progress bar, and per-epoch train and validation force RMSE.
 3. Write ``params.npz`` (safe format: the best-validation parameters and the priors), ``loss_curve.png`` and
@@ -11,10 +12,10 @@
    trained model (SO3krates + priors, ``metrics["md"]``) and with the fitted priors alone (the baseline,
    ``metrics["md_priors_only"]``). Every replica starts from the one frame ``md.start_frame`` (for chignolin an
    unfolded one), so the divergences measure each model's ensemble, not its starting points. Compare both with the
-   reference data: histograms with their Jensen–Shannon divergences (``md_comparison.png``), and for a protein
-   with a folded reference the folded fraction against simulated time per replica (``folded_fraction.png``).
-   Check stability: no NaN, no bond stretched beyond 1.5× its reference length. A run that blows up stops its
-   replica there, and the job still writes ``metrics.json`` (``stable: false``) and the figures.
+   reference data (its equilibrium frames): histograms with their Jensen–Shannon divergences (``md_comparison.png``),
+   and for a protein with a folded reference the folded fraction against simulated time per replica
+   (``folded_fraction.png``). Check stability: no NaN, no bond stretched beyond 1.5× its reference length. A run that
+   blows up stops its replica there, and the job still writes ``metrics.json`` (``stable: false``) and the figures.
 """
 
 from __future__ import annotations
@@ -251,7 +252,7 @@ def md_report(cfg: TrainConfig, model: CGModel, replicas: list, info: dict, ds: 
         stretch = analysis.max_bond_stretch(frames, model.priors.bonds, model.priors.bond_length)
     complete = all(len(f) == cfg.md.steps // cfg.md.record_every for f in replicas)
     stable = finite and complete and (stretch is None or stretch < MAX_BOND_STRETCH)
-    results = analysis.compare(ds.name, frames, ds.positions, ds.extras) if len(frames) else {}
+    results = analysis.compare(ds.name, frames, ds.reference().positions, ds.extras) if len(frames) else {}
     out = dict(info, stable=stable, finite=finite, max_bond_stretch=stretch,
                js_divergence={k: v["js"] for k, v in results.items()})  # fmt: skip
     if "reference_structure" in ds.extras and "phi_psi_atoms" not in ds.extras:
@@ -284,7 +285,8 @@ def run(cfg: TrainConfig, resume: bool = False, progress: bool = True, output: O
     if pr.bonds or pr.angles or pr.repulsion:
         priors = dict(bonds=pr.bonds, angles=pr.angles, repulsion=pr.repulsion, bond_cutoff=pr.bond_cutoff,
                       repulsion_exponent=pr.repulsion_exponent, repulsion_min_bonds=pr.repulsion_min_bonds)  # fmt: skip
-    model = build_cg_model(train.positions, ds.species, ds.kT, cfg.model.r_cutoff, cfg.model.dr_threshold,
+    # priors by Boltzmann inversion: from the training frames of the reference ensemble (no biased frames)
+    model = build_cg_model(train.reference().positions, ds.species, ds.kT, cfg.model.r_cutoff, cfg.model.dr_threshold,
                            cfg.model.hyperparameters, priors)  # fmt: skip
     print(f"{ds.name}: {ds.num_frames} frames of {len(ds.species)} beads at {ds.temperature:g} K "
           f"(split by {d.split}: train {train.num_frames}, validation {val.num_frames}, test {test.num_frames}); "
@@ -343,7 +345,7 @@ def run(cfg: TrainConfig, resume: bool = False, progress: bool = True, output: O
             if "md_priors_only" in metrics:
                 curves["priors alone"] = metrics["md_priors_only"]["folded_fraction_vs_time"]
             ref = np.asarray(ds.extras["reference_structure"])
-            ref_fraction = float(np.mean(analysis.native_contacts(ds.positions, ref) >= analysis.FOLDED_Q))
+            ref_fraction = float(np.mean(analysis.native_contacts(ds.reference().positions, ref) >= analysis.FOLDED_Q))
             metrics["reference_folded_fraction"] = ref_fraction
             analysis.plot_folded_fraction(curves, os.path.join(out, "folded_fraction.png"), ref_fraction,
                                           f"{ds.name}: folded fraction, all replicas from frame {cfg.md.start_frame}")
