@@ -19,9 +19,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from so3krates_hk.errors import require
+
+    require("chemtrain", "chemtrain", "so3krates-hk finetune")  # before importing JAX-heavy modules
     from so3krates_hk.training import finetune
 
     cfg = finetune.load_finetune_config(args.config)
-    require("chemtrain", "chemtrain", "so3krates-hk finetune")
     metrics = finetune.run(cfg, progress=not args.no_progress, output=args.output)
     return 0 if metrics["frozen_bit_identical"] and metrics["export_reload_matches"] else 1
