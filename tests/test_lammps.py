@@ -70,6 +70,8 @@ def test_so3lr_matches_jax_md(so3lr_case, ranks):
     e, p, types, X, F, out = _single_point(d, ranks, "metal", "water.data",
                                            ["--model", "so3lr_small.npz", "--elements", "O", "H"], f"so3lr{ranks}")
     assert "ghost cutoff 6.5 = max(4.5 (short range), 6 (long range)) + 0.5 (skin)" in out
+    # one step, one layer: the ghost list (2), (q, h) to the ghosts, their cotangents and the forces back (3)
+    assert "exchanges per step 5.0;" in out, out
     Z = np.where(types == 1, 8, 1)
     e_ref, f_ref = cases.reference_so3lr(str(d / "so3lr_small.npz"), X, Z, L)
     assert abs(e - e_ref) / len(X) <= TOL_E, (e, e_ref)
@@ -100,6 +102,8 @@ def test_cg_matches_jax_md_and_pressure(cg_case, ranks):
     d, L = cg_case
     e, p, types, X, F, out = _single_point(d, ranks, "real", "cg.data", ["--model", "cg.npz"], f"cg{ranks}")
     assert "ghost cutoff 4.5 = 4 (short range) + 0.5 (skin)" in out
+    # one step, two layers: the ghost list (2), features after layer 1, their cotangents and the forces back (3)
+    assert "exchanges per step 5.0;" in out, out
     e_ref, f_ref = cases.reference_cg(str(d / "cg.npz"), X, types - 1, L)
     assert abs(e - e_ref) / len(X) <= TOL_E, (e, e_ref)
     assert np.max(np.abs(F - f_ref)) <= TOL_F

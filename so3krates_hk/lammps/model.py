@@ -158,7 +158,7 @@ class LocalModel:
         self.capacity = dict(owned=0, ghost=0, sr=0, lr=0)
         self.reallocations = 0
         self.static_sums: Optional[dict] = None
-        self.stats = dict(calls=0, owned=0, ghost=0, sr_pairs=0, lr_pairs=0, messages=0)
+        self.stats = dict(calls=0, owned=0, ghost=0, sr_pairs=0, lr_pairs=0)
         self._build()
 
     def new_system(self) -> None:
@@ -342,7 +342,6 @@ class LocalModel:
                 raise ValueError("ghost atoms need the tags of the atoms they are images of")
             tags = np.arange(n)
         d = self.decomposition
-        messages0 = d.messages
         halo = d.halo(np.asarray(tags), n_owned)
         inp = self._inputs(positions, np.asarray(species), n_owned)
         O, G, n_ghost = inp["O"], inp["G"], inp["n_ghost"]
@@ -452,5 +451,4 @@ class LocalModel:
         self.stats["calls"] += 1
         self.stats["owned"] += n_owned
         self.stats["ghost"] += n_ghost
-        self.stats["messages"] += d.messages - messages0
         return energy, forces
