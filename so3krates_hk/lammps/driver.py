@@ -258,7 +258,8 @@ def _run(lmp, job, plan, spec, comm, rank, Decomposition, LocalModel, cg_type_ma
     # Alltoall(v) calls per step, force folds included (every rank makes the same collective calls)
     messages = round(decomposition.messages / max(st["calls"], 1), 2)
     out = dict(calls=calls, atoms_owned=owned, atoms_ghost=ghost, ghost_cutoff=r_ghost, reallocations=reallocations,
-               owner_tables=decomposition.table_builds, messages_per_step=messages, sr_pairs=sr, lr_pairs=lr)  # fmt: skip
+               owner_tables=decomposition.table_builds, messages_per_step=messages, sr_pairs=sr,
+               lr_pairs=lr)  # fmt: skip
     peaks = comm.allgather(_peak_memory_gib())
     out["peak_memory_gib"] = peaks
     if rank == 0 and owned:

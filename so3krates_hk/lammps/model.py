@@ -171,7 +171,8 @@ class LocalModel:
         from so3krates_hk.config import SO3kratesConfig
         from so3krates_hk.graph import build_graph
         from so3krates_hk.models import (SO3LR_NUM_SPECIES, LongRangePairs, edge_features, energy_head,
-                                         initial_features, interaction_layer, so3lr_heads, so3lr_pair_terms)  # fmt: skip
+                                         initial_features, interaction_layer, so3lr_heads,
+                                         so3lr_pair_terms)  # fmt: skip
 
         spec = self.spec
         kw = dict(spec.kwargs)
