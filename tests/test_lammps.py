@@ -185,6 +185,41 @@ def test_staged_model_with_periodic_images(x64, tmp_path, kind):
     assert abs(e - e_ref) / len(R) <= TOL_E, (e, e_ref)
     assert np.max(np.abs(F - f_ref)) <= TOL_F, np.max(np.abs(F - f_ref))
     assert np.max(np.abs(f[len(R):])) > 1e-6  # ghost rows carry forces: the fold matters
+    _check_stage_parameter_names(model, X, Z[tags], len(R))
+
+
+def _check_stage_parameter_names(model, X, species, n_owned):
+    """Every stage creates exactly the parameters of the full model it is given (same module names, layer t's
+    parameters under layer 0's names), and the stages together use every parameter of the full model."""
+    import jax
+    import jax.numpy as jnp
+
+    from so3krates_hk.layers.harmonics import harmonics_dim
+
+    inp = model._inputs(X, species, n_owned)
+    O, G, F = inp["O"], inp["G"], model.config.num_features
+    D = harmonics_dim(model.config.degrees)
+    dt = jnp.float64
+    rng = jax.random.PRNGKey(0)
+    tr = model._transforms
+
+    def names(t, *args):
+        return set(jax.eval_shape(t.init, rng, *args))
+
+    A = O + G
+    z = jnp.zeros
+    assert names(tr["embed"], inp["Z"], inp["node_mask"], inp["owned"], inp["charge"], inp["spin"], {}) == set(
+        model._p_embed)
+    assert names(tr["layer"], z((O, F), dt), z((G, F), dt), z((O, D), dt), z((G, D), dt), inp["R"], inp["sr_idx"],
+                 inp["node_mask"]) == set(model._p_layers[0])  # fmt: skip
+    assert names(tr["heads"], z((O, F), dt), inp["Z"][:O], inp["node_mask"][:O], inp["charge"], {}) == set(
+        model._p_heads)
+    if model.spec.kind == "so3lr":
+        assert names(tr["pairs"], inp["R"], inp["Z"], z(A, dt), z(A, dt), inp["sr_idx"], inp["lr_idx"],
+                     inp["node_mask"], inp["owned"]) == set(model._p_pairs)  # fmt: skip
+    layers = [{k.replace("layers_0/", f"layers_{t}/") for k in p} for t, p in enumerate(model._p_layers)]
+    assert set().union(set(model._p_embed), set(model._p_heads), set(model._p_pairs), *layers) == set(model.params)
+    assert all(len(p) for p in model._p_layers)
 
 
 @pytest.mark.slow
