@@ -57,11 +57,6 @@ class ModelSpec:
     kwargs: dict  # factory keyword arguments (hyperparameters, physics switches)
 
     @property
-    def receptive_field(self) -> float:
-        """R = T·r_c (+ r_lr): the distance over which an atom's energy depends on other atoms."""
-        return self.num_layers * self.r_cutoff + (self.lr_cutoff or 0.0)
-
-    @property
     def stage_cutoff(self) -> float:
         """max(r_c, r_lr): the distance over which one stage of the staged model reads other atoms."""
         return max(self.r_cutoff, self.lr_cutoff or 0.0)
