@@ -55,6 +55,47 @@ def edge_features(graph: Graph, config: SO3kratesConfig, r_cutoff: float) -> Edg
     )
 
 
+def initial_features(cfg: SO3kratesConfig, num_species: int, species: jnp.ndarray, node_mask: jnp.ndarray,
+                     total_charge, num_unpaired_electrons, dtype,
+                     global_sum: Optional[GlobalSum] = None) -> tuple[jnp.ndarray, jnp.ndarray, dict]:  # fmt: skip
+    """x⁰ = (e^Z + e^Q + e^S) / √(number of embeddings), ε⁰ = 0 (docs/model.md, "Initial features"), and the
+    embeddings. Creates the embedding modules in the caller's name scope (``so3krates``)."""
+    inter = {}
+    embeddings = [AtomTypeEmbedding(num_species, cfg.num_features)(species, dtype).astype(dtype)]
+    if cfg.use_charge_embed:
+        e_q = ChargeSpinEmbedding(num_species, cfg.num_features, name="charge_embedding")(
+            species, total_charge, node_mask, dtype, global_sum
+        )
+        embeddings.append(e_q)
+        inter["e_charge"] = e_q
+    if cfg.use_spin_embed:
+        e_s = ChargeSpinEmbedding(num_species, cfg.num_features, name="spin_embedding")(
+            species, num_unpaired_electrons, node_mask, dtype, global_sum
+        )
+        embeddings.append(e_s)
+        inter["e_spin"] = e_s
+    x = sum(embeddings) / float(np.sqrt(len(embeddings)))
+    ev = jnp.zeros((x.shape[0], harmonics_dim(cfg.degrees)), dtype)
+    inter["x_embed"] = x
+    return x, ev, inter
+
+
+def interaction_layer(cfg: SO3kratesConfig, avg_num_neighbors: float, t: int) -> SO3kratesLayer:
+    """Interaction layer t, ``layers_{t}`` in the caller's name scope (``so3krates``)."""
+    return SO3kratesLayer(
+        cfg.num_features,
+        cfg.num_heads,
+        cfg.degrees,
+        avg_num_neighbors,
+        get_activation(cfg.activation_fn),
+        layer_norm_1=cfg.layer_normalization_1,
+        layer_norm_2=cfg.layer_normalization_2,
+        residual_mlp_1=cfg.residual_mlp_1,
+        residual_mlp_2=cfg.residual_mlp_2,
+        name=f"layers_{t}",
+    )
+
+
 class SO3krates(hk.Module):
     """The SO3krates transformer: initial embeddings and T interaction layers (docs/model.md, "Initial features",
     "Interaction layer")."""
@@ -88,40 +129,10 @@ class SO3krates(hk.Module):
         cfg = self.config
         dtype = graph.vectors.dtype
         edges = edge_features(graph, cfg, self.r_cutoff)
-        inter = {}
-
-        # docs/model.md, "Initial features": x⁰ = (e^Z + e^Q + e^S) / √(number of embeddings);  ε⁰ = 0.
-        embeddings = [AtomTypeEmbedding(self.num_species, cfg.num_features)(species, dtype).astype(dtype)]
-        if cfg.use_charge_embed:
-            e_q = ChargeSpinEmbedding(self.num_species, cfg.num_features, name="charge_embedding")(
-                species, total_charge, node_mask, dtype, self.global_sum
-            )
-            embeddings.append(e_q)
-            inter["e_charge"] = e_q
-        if cfg.use_spin_embed:
-            e_s = ChargeSpinEmbedding(self.num_species, cfg.num_features, name="spin_embedding")(
-                species, num_unpaired_electrons, node_mask, dtype, self.global_sum
-            )
-            embeddings.append(e_s)
-            inter["e_spin"] = e_s
-        x = sum(embeddings) / float(np.sqrt(len(embeddings)))
-        ev = jnp.zeros((x.shape[0], harmonics_dim(cfg.degrees)), dtype)
-        inter["x_embed"] = x
-
-        activation = get_activation(cfg.activation_fn)
+        x, ev, inter = initial_features(cfg, self.num_species, species, node_mask, total_charge,
+                                        num_unpaired_electrons, dtype, self.global_sum)  # fmt: skip
         for t in range(cfg.num_layers):
-            layer = SO3kratesLayer(
-                cfg.num_features,
-                cfg.num_heads,
-                cfg.degrees,
-                self.avg_num_neighbors,
-                activation,
-                layer_norm_1=cfg.layer_normalization_1,
-                layer_norm_2=cfg.layer_normalization_2,
-                residual_mlp_1=cfg.residual_mlp_1,
-                residual_mlp_2=cfg.residual_mlp_2,
-                name=f"layers_{t}",
-            )
+            layer = interaction_layer(cfg, self.avg_num_neighbors, t)
             x, ev = _rematerialised(layer, x, ev, edges) if self.remat else layer(x, ev, edges)
             inter[f"x_layer{t}"] = x
             inter[f"ev_layer{t}"] = ev
@@ -207,24 +218,51 @@ def so3lr_energy(
     ``layers.embedding.GlobalSum``.
     """
     Z = atomic_numbers
-    dtype = graph.vectors.dtype
     tf = config.so3krates
     feats = SO3krates(tf, SO3LR_NUM_SPECIES, config.r_cutoff, config.avg_num_neighbors, remat, global_sum)(
         Z, graph, node_mask, total_charge, num_unpaired_electrons
     )
     x = feats.x
+    e_nn, q, h = so3lr_heads(tf, x, Z, node_mask, total_charge, global_sum)
+    e_zbl, e_el, e_disp = so3lr_pair_terms(config, Z, graph, lr, q, h)
+    e = jnp.where(node_mask, e_nn + e_zbl + e_el + e_disp, 0.0)
+    out = dict(
+        feats.intermediates,
+        x=x,
+        ev=feats.ev,
+        energy_nn=e_nn,
+        energy_zbl=e_zbl,
+        energy_elec=e_el,
+        energy_disp=e_disp,
+        partial_charges=q,
+        hirshfeld_ratios=h,
+    )
+    return e, out
+
+
+def so3lr_heads(tf: SO3kratesConfig, x: jnp.ndarray, Z: jnp.ndarray, node_mask: jnp.ndarray, total_charge,
+                global_sum: Optional[GlobalSum] = None) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:  # fmt: skip
+    """SO3LR's per-atom heads on the final features x: E^nn_i, the neutralised partial charges q_i and the Hirshfeld
+    ratios h_i (docs/model.md, "Heads"); modules ``energy_head``, ``partial_charges``, ``hirshfeld_ratios``."""
     act = get_activation(tf.energy_activation_fn)
-    zeros = jnp.zeros(Z.shape, dtype)
-
     e_nn = jnp.where(node_mask, energy_head(tf, SO3LR_NUM_SPECIES, x, Z), 0.0)
-    q = PartialChargeHead(SO3LR_HEAD_SPECIES, act)(x, Z, jnp.asarray(total_charge, dtype), node_mask, global_sum)
+    q = PartialChargeHead(SO3LR_HEAD_SPECIES, act)(x, Z, jnp.asarray(total_charge, x.dtype), node_mask, global_sum)
     h = HirshfeldHead(SO3LR_HEAD_SPECIES, act)(x, Z, node_mask)
+    return e_nn, q, h
 
+
+def so3lr_pair_terms(config: SO3LRConfig, Z: jnp.ndarray, graph: Graph, lr: Optional[LongRangePairs],
+                     q: jnp.ndarray, h: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:  # fmt: skip
+    """SO3LR's per-atom pair terms E^zbl_i (short-range ``graph``), E^el_i and E^disp_i (long-range pairs ``lr``, with
+    partial charges q and Hirshfeld ratios h) (docs/model.md, "Assembly and forces"); module ``zbl_repulsion``."""
+    dtype = graph.vectors.dtype
+    zeros = jnp.zeros(Z.shape, dtype)
     e_zbl = zeros
     if config.zbl:
         last = Z.shape[0] - 1
         i, j = jnp.minimum(graph.centers, last), jnp.minimum(graph.neighbors, last)
-        pair = ZBLRepulsion()(graph.distances, Z[i], Z[j], feats.edges.cut)
+        cut = get_cutoff_fn(config.so3krates.cutoff_fn)(graph.distances, config.r_cutoff) * graph.mask
+        pair = ZBLRepulsion()(graph.distances, Z[i], Z[j], cut)
         e_zbl = segment_sum(pair, graph)
 
     e_el, e_disp = zeros, zeros
@@ -243,17 +281,4 @@ def so3lr_energy(
                 config.dispersion_energy_scale, lr.multiplicity,
             )  # fmt: skip
             e_disp = segment_sum(pair, g)
-
-    e = jnp.where(node_mask, e_nn + e_zbl + e_el + e_disp, 0.0)
-    out = dict(
-        feats.intermediates,
-        x=x,
-        ev=feats.ev,
-        energy_nn=e_nn,
-        energy_zbl=e_zbl,
-        energy_elec=e_el,
-        energy_disp=e_disp,
-        partial_charges=q,
-        hirshfeld_ratios=h,
-    )
-    return e, out
+    return e_zbl, e_el, e_disp

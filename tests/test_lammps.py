@@ -69,7 +69,9 @@ def test_so3lr_matches_jax_md(so3lr_case, ranks):
     d, L = so3lr_case
     e, p, types, X, F, out = _single_point(d, ranks, "metal", "water.data",
                                            ["--model", "so3lr_small.npz", "--elements", "O", "H"], f"so3lr{ranks}")
-    assert "ghost cutoff 11 = 1 layers × 4.5 + 6 (long range) + 0.5 (skin)" in out
+    assert "ghost cutoff 6.5 = max(4.5 (short range), 6 (long range)) + 0.5 (skin)" in out
+    # one step, one layer: the ghost list (2), (q, h) to the ghosts, their cotangents and the forces back (3)
+    assert "exchanges per step 5.0;" in out, out
     Z = np.where(types == 1, 8, 1)
     e_ref, f_ref = cases.reference_so3lr(str(d / "so3lr_small.npz"), X, Z, L)
     assert abs(e - e_ref) / len(X) <= TOL_E, (e, e_ref)
@@ -99,7 +101,9 @@ def test_cg_matches_jax_md_and_pressure(cg_case, ranks):
 
     d, L = cg_case
     e, p, types, X, F, out = _single_point(d, ranks, "real", "cg.data", ["--model", "cg.npz"], f"cg{ranks}")
-    assert "ghost cutoff 8.5 = 2 layers × 4 + 0.5 (skin)" in out
+    assert "ghost cutoff 4.5 = 4 (short range) + 0.5 (skin)" in out
+    # one step, two layers: the ghost list (2), features after layer 1, their cotangents and the forces back (3)
+    assert "exchanges per step 5.0;" in out, out
     e_ref, f_ref = cases.reference_cg(str(d / "cg.npz"), X, types - 1, L)
     assert abs(e - e_ref) / len(X) <= TOL_E, (e, e_ref)
     assert np.max(np.abs(F - f_ref)) <= TOL_F
@@ -128,39 +132,94 @@ def cg_energy_scaled(path, X, S, L, lam):
     return apply_fn(params, jnp.asarray(X) * lam, nb, species=jnp.asarray(S))
 
 
-@pytest.mark.slow
-def test_local_model_images_and_capacity(x64):
-    """In one process: the model on explicit periodic images, owned energies only and image forces folded onto
-    their atoms, equals the periodic jax-md evaluation; growing the capacities re-allocates and drops nothing."""
+def _images(R, L, shell):
+    """Every periodic image of R within ``shell`` of the box [0, L)³: (positions, tags of their atoms)."""
+    n = int(np.ceil(shell / L))
+    shifts = np.array([(i, j, k) for i in range(-n, n + 1) for j in range(-n, n + 1) for k in range(-n, n + 1)
+                       if (i, j, k) != (0, 0, 0)], float) * L  # fmt: skip
+    images = (R[None] + shifts[:, None]).reshape(-1, 3)
+    owner = np.tile(np.arange(len(R)), len(shifts))
+    keep = np.all((images > -shell) & (images < L + shell), axis=1)
+    return images[keep], owner[keep]
+
+
+@pytest.mark.parametrize("kind", ["so3lr", pytest.param("cg", marks=pytest.mark.slow)])
+def test_staged_model_with_periodic_images(x64, tmp_path, kind):
+    """In one process, the staged model on the box's atoms (owned) and their periodic images within max(r_c, r_lr)
+    (ghosts, each with its atom's tag): features of the ghosts come from their owners between the layers, the
+    cotangents of ghost rows go back to the owners, and the forces folded onto the atoms equal the periodic jax-md
+    evaluation. Two layers, so features cross between layers; SO3LR with Q = +1, S = 1 (whole-system sums with exact
+    gradients). Growing the capacities re-allocates and drops nothing."""
+    from so3krates_hk.lammps.decomposition import Decomposition
     from so3krates_hk.lammps.model import LocalModel, load_model
 
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "m.npz")
-        cases.save_small_so3lr(path, lr_cutoff=6.0)
+    path = str(tmp_path / "m.npz")
+    if kind == "so3lr":
+        cases.save_small_so3lr(path, lr_cutoff=6.0, hyper=dict(cases.SMALL_SO3LR, num_layers=2))
         R, Z, L = cases.water(1)
-        spec = load_model(path)
-        model = LocalModel(spec, float64=True, total_charge=1.0, num_unpaired_electrons=1.0)
-        model(R[:9], Z[:9], 9)  # a 3-molecule cluster first: small capacities
-        caps = dict(model.capacity)
-        model.new_system()
-        rg = spec.receptive_field
-        shifts = np.array([(i, j, k) for i in range(-2, 3) for j in range(-2, 3) for k in range(-2, 3)
-                           if (i, j, k) != (0, 0, 0)], float) * L  # fmt: skip
-        images = (R[None] + shifts[:, None]).reshape(-1, 3)
-        owner = np.tile(np.arange(len(R)), len(shifts))
-        lo, hi = -rg, L + rg
-        keep = np.all((images > lo) & (images < hi), axis=1)
-        X = np.concatenate([R, images[keep]])
-        tags = np.concatenate([np.arange(len(R)), owner[keep]])
-        e, f = model(X, Z[tags], len(R))
-        assert model.reallocations >= 1 and model.capacity["atoms"] > caps["atoms"]
-        F = np.zeros_like(R)
-        np.add.at(F, tags, f)
-        e_ref, f_ref = cases.reference_so3lr(path, R, Z, L, charge=1.0, spin=1.0)
-        assert abs(e - e_ref) / len(R) <= TOL_E
-        assert np.max(np.abs(F - f_ref)) <= TOL_F
+        charge = spin = 1.0
+    else:
+        cases.save_small_cg(path)
+        R, Z, L = cases.cg_box()
+        charge = spin = 0.0
+    spec = load_model(path)
+    assert spec.num_layers == 2
+    d = Decomposition(None)
+    model = LocalModel(spec, float64=True, total_charge=charge, num_unpaired_electrons=spin, decomposition=d)
+    model(R[:9], Z[:9], 9)  # a 3-particle cluster first: small capacities
+    caps = dict(model.capacity)
+    model.new_system()
+    shell = spec.stage_cutoff + 0.1
+    images, owner = _images(R, L, shell)
+    X = np.concatenate([R, images])
+    tags = np.concatenate([np.arange(len(R)), owner])
+    e, f = model(X, Z[tags], len(R), tags)
+    assert model.reallocations >= 1 and all(model.capacity[k] >= caps[k] for k in caps)
+    F = d.fold(tags, f, len(R))
+    if kind == "so3lr":
+        e_ref, f_ref = cases.reference_so3lr(path, R, Z, L, charge=charge, spin=spin)
+        e0, _ = cases.reference_so3lr(path, R, Z, L)
+        assert abs(e_ref - e0) > 1e-3  # the charge and spin change the energy
+    else:
+        e_ref, f_ref = cases.reference_cg(path, R, Z, L)
+    assert abs(e - e_ref) / len(R) <= TOL_E, (e, e_ref)
+    assert np.max(np.abs(F - f_ref)) <= TOL_F, np.max(np.abs(F - f_ref))
+    assert np.max(np.abs(f[len(R):])) > 1e-6  # ghost rows carry forces: the fold matters
+    _check_stage_parameter_names(model, X, Z[tags], len(R))
+
+
+def _check_stage_parameter_names(model, X, species, n_owned):
+    """Every stage creates exactly the parameters of the full model it is given (same module names, layer t's
+    parameters under layer 0's names), and the stages together use every parameter of the full model."""
+    import jax
+    import jax.numpy as jnp
+
+    from so3krates_hk.layers.harmonics import harmonics_dim
+
+    inp = model._inputs(X, species, n_owned)
+    O, G, F = inp["O"], inp["G"], model.config.num_features
+    D = harmonics_dim(model.config.degrees)
+    dt = jnp.float64
+    rng = jax.random.PRNGKey(0)
+    tr = model._transforms
+
+    def names(t, *args):
+        return set(jax.eval_shape(t.init, rng, *args))
+
+    A = O + G
+    z = jnp.zeros
+    assert names(tr["embed"], inp["Z"], inp["node_mask"], inp["owned"], inp["charge"], inp["spin"], {}) == set(
+        model._p_embed)
+    assert names(tr["layer"], z((O, F), dt), z((G, F), dt), z((O, D), dt), z((G, D), dt), inp["R"], inp["sr_idx"],
+                 inp["node_mask"]) == set(model._p_layers[0])  # fmt: skip
+    assert names(tr["heads"], z((O, F), dt), inp["Z"][:O], inp["node_mask"][:O], inp["charge"], {}) == set(
+        model._p_heads)
+    if model.spec.kind == "so3lr":
+        assert names(tr["pairs"], inp["R"], inp["Z"], z(A, dt), z(A, dt), inp["sr_idx"], inp["lr_idx"],
+                     inp["node_mask"], inp["owned"]) == set(model._p_pairs)  # fmt: skip
+    layers = [{k.replace("layers_0/", f"layers_{t}/") for k in p} for t, p in enumerate(model._p_layers)]
+    assert set().union(set(model._p_embed), set(model._p_heads), set(model._p_pairs), *layers) == set(model.params)
+    assert all(len(p) for p in model._p_layers)
 
 
 @pytest.mark.slow
@@ -273,12 +332,11 @@ def test_wrong_units_and_cg_type_without_species(water_data, cg_case):
 
 
 @pytest.mark.slow
-@pytest.mark.bigmem
 @pytest.mark.parametrize("reps, lr_cutoff", [(1, 6.0), (2, None)], ids=["water192-lr6", "water1536-lr12"])
 def test_pretrained_so3lr_matches_jax_md(tmp_path, x64, reps, lr_cutoff):
-    """The shipped SO3LR weights on 1 and 2 ranks. water192-lr6: 192 atoms, 12.4 Å box, long range 6 Å (≈ 14 000
-    atoms evaluated per rank). water1536-lr12: SO3LR's own settings on the 1536-atom 24.8 Å box (≈ 44 000 atoms
-    evaluated per rank: a large-memory machine)."""
+    """The shipped SO3LR weights (3 layers, r_c 4.5 Å) on 1 and 2 ranks. water192-lr6: 192 atoms, 12.4 Å box, long
+    range 6 Å. water1536-lr12: SO3LR's own settings (long range 12 Å) on the 1536-atom 24.8 Å box; ghost cutoff
+    12.1 Å, about 10 000 ghosts on one rank."""
     import jax
     import jax.numpy as jnp
 
@@ -292,6 +350,7 @@ def test_pretrained_so3lr_matches_jax_md(tmp_path, x64, reps, lr_cutoff):
         res = cases.run_cli(str(tmp_path), ranks, [f"in.{tag}", "--float64", "--no-screen", "--log", f"{tag}.log",
                                                    "--model", "so3lr", "--elements", "O", "H", *extra], timeout=3600)
         assert res.returncode == 0, (res.stdout[-2000:], res.stderr[-2000:])  # exit 9: killed (memory)
+        print(ranks, "rank(s):", res.stdout.strip().splitlines()[-1])  # cost and peak memory per rank (pytest -s)
         e = float(re.search(r"^POTENTIAL_ENERGY (\S+)", (tmp_path / f"{tag}.log").read_text(), re.M).group(1))
         results[ranks] = (e, cases.read_dump(str(tmp_path / f"{tag}.dump")))
     from so3krates_hk import pretrained

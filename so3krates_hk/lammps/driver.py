@@ -126,12 +126,22 @@ def _check_neigh_modify(tok: list[str], path: str) -> None:
 
 
 def ghost_cutoff(spec, skin: float) -> tuple[float, str]:
-    """r_g = T·r_c (+ r_lr) + skin, and a sentence saying so."""
-    parts = f"{spec.num_layers} layers × {spec.r_cutoff:g}"
+    """r_g = max(r_c, r_lr) + skin (every stage of the model reads other atoms within one cutoff), and a sentence
+    saying so."""
     if spec.lr_cutoff is not None:
-        parts += f" + {spec.lr_cutoff:g} (long range)"
-    r = spec.receptive_field + skin
+        parts = f"max({spec.r_cutoff:g} (short range), {spec.lr_cutoff:g} (long range))"
+    else:
+        parts = f"{spec.r_cutoff:g} (short range)"
+    r = spec.stage_cutoff + skin
     return r, f"ghost cutoff {r:g} = {parts} + {skin:g} (skin)"
+
+
+def _peak_memory_gib() -> float:
+    """This process's peak resident memory (GiB)."""
+    import resource
+
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return kib / 2**20 if sys.platform != "darwin" else kib / 2**30
 
 
 def run(job: LammpsJob) -> dict:
@@ -207,7 +217,7 @@ def _run(lmp, job, plan, spec, comm, rank, Decomposition, LocalModel, cg_type_ma
     lmp.command(f"comm_modify cutoff {float(r_ghost)!r}")
     lmp.command(f"fix_modify {job.fix_id} energy yes virial yes")
     decomposition = Decomposition(comm)
-    model = LocalModel(spec, job.float64, job.total_charge, job.num_unpaired_electrons, reduce=decomposition.reduce)
+    model = LocalModel(spec, job.float64, job.total_charge, job.num_unpaired_electrons, decomposition=decomposition)
     state = dict(natoms=None, error=None)
 
     def callback(caller, ntimestep, nlocal, tag, x, f):
@@ -222,7 +232,7 @@ def _run(lmp, job, plan, spec, comm, rank, Decomposition, LocalModel, cg_type_ma
             ids = np.array(lmp.numpy.extract_atom("id", nelem=nall)).reshape(-1)
             if types.min() < 1 or types.max() > ntypes:
                 raise UserError(f"atom type {int(types.max())} has no species (the box declares {ntypes} types)")
-            energy, forces = model(X, type_map[types], nlocal)
+            energy, forces = model(X, type_map[types], nlocal, ids)
             f[:] = decomposition.fold(ids, forces, nlocal)
             w = np.einsum("ka,kb->ab", X, forces)  # W_r = Σ_k R_k ⊗ F_k over owned and ghost images
             # fix external adds its energy and virial after LAMMPS' sums over ranks: give it the totals on every rank
@@ -241,13 +251,21 @@ def _run(lmp, job, plan, spec, comm, rank, Decomposition, LocalModel, cg_type_ma
         print(f"so3krates-hk lammps: fix {job.fix_id}: {kind} ({'float64' if job.float64 else 'float32'}) on "
               f"{comm.Get_size()} rank(s); {why}; set with comm_modify cutoff {r_ghost:g}", flush=True)
     _lammps(lmp, plan.tail)
-    totals = decomposition.reduce(np.asarray([model.stats["owned"], model.stats["evaluated"],
-                                              model.stats["calls"]], np.float64))  # fmt: skip
-    reallocations = int(decomposition.reduce(np.asarray([model.reallocations], np.float64))[0])
-    out = dict(calls=int(totals[2]), atoms_owned=int(totals[0]), atoms_evaluated=int(totals[1]),
-               ghost_cutoff=r_ghost, reallocations=reallocations, owner_tables=decomposition.table_builds)  # fmt: skip
-    if rank == 0 and totals[0]:
-        print(f"so3krates-hk lammps: {int(totals[2])} evaluations; atoms evaluated / owned = "
-              f"{totals[1] / totals[0]:.2f}; capacity re-allocations {reallocations}; owner tables "
-              f"{decomposition.table_builds}", flush=True)  # fmt: skip
+    st = model.stats
+    totals = decomposition.reduce(np.asarray([st["owned"], st["ghost"], st["calls"], st["sr_pairs"], st["lr_pairs"],
+                                              model.reallocations], np.float64))  # fmt: skip
+    owned, ghost, calls, sr, lr, reallocations = (int(v) for v in totals)
+    # Alltoall(v) calls per step, force folds included (every rank makes the same collective calls)
+    messages = round(decomposition.messages / max(st["calls"], 1), 2)
+    out = dict(calls=calls, atoms_owned=owned, atoms_ghost=ghost, ghost_cutoff=r_ghost, reallocations=reallocations,
+               owner_tables=decomposition.table_builds, messages_per_step=messages, sr_pairs=sr,
+               lr_pairs=lr)  # fmt: skip
+    peaks = comm.allgather(_peak_memory_gib())
+    out["peak_memory_gib"] = peaks
+    if rank == 0 and owned:
+        print(f"so3krates-hk lammps: {calls} evaluations; local atoms (owned + ghost) / owned = "
+              f"{(owned + ghost) / owned:.2f}; pairs per owned atom: short range {sr / owned:.1f}, long range "
+              f"{lr / owned:.1f}; exchanges per step {messages}; capacity re-allocations {reallocations}; "
+              f"owner tables {decomposition.table_builds}; peak memory per rank (GiB) "
+              f"{', '.join(f'{p:.2f}' for p in peaks)}", flush=True)  # fmt: skip
     return out

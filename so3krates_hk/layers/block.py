@@ -60,10 +60,14 @@ class SO3kratesLayer(hk.Module):
         self.residual_mlp_1 = residual_mlp_1
         self.residual_mlp_2 = residual_mlp_2
 
-    def __call__(self, x: jnp.ndarray, ev: jnp.ndarray, edges: EdgeFeatures):
+    def __call__(self, x: jnp.ndarray, ev: jnp.ndarray, edges: EdgeFeatures, num_out: Optional[int] = None):
+        """(x, ε) of every node after the layer; with ``num_out``, of the first ``num_out`` nodes only (the
+        attention still reads every node; the per-atom blocks after it run on those nodes alone)."""
         dx, dev = EuclideanAttention(
             self.num_features, self.num_heads, self.degrees, self.avg_num_neighbors, self.activation
         )(x, ev, edges)
+        if num_out is not None:
+            x, ev, dx, dev = x[:num_out], ev[:num_out], dx[:num_out], dev[:num_out]
         x = x + dx
         ev = ev + dev
         if self.layer_norm_1:
