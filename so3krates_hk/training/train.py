@@ -359,8 +359,9 @@ def run(cfg: TrainConfig, resume: bool = False, progress: bool = True, output: O
     with atomic_path(os.path.join(out, "metrics.json"), suffix=".json") as tmp:
         with open(tmp, "w") as f:
             json.dump(metrics, f, indent=1, default=float)
-    print(f"wrote {out}/params.npz, loss_curve.png, md_comparison.png, folded_fraction.png, metrics.json "
-          f"({metrics['wall_seconds']:.0f} s)")  # fmt: skip
+    written = ["params.npz", "loss_curve.png"] + [f for f in ("md_comparison.png", "folded_fraction.png")
+                                                  if os.path.exists(os.path.join(out, f))]  # fmt: skip
+    print(f"wrote {out}/{', '.join(written)}, metrics.json ({metrics['wall_seconds']:.0f} s)")
     return metrics
 
 
