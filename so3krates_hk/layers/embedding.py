@@ -16,7 +16,9 @@ from so3krates_hk.precision import softplus32
 
 GlobalSum = Callable[[str, jnp.ndarray], jnp.ndarray]
 """``global_sum(name, per_atom) -> Σ over every atom of the structure``. ``name`` identifies the sum (a module
-path and what is summed); ``per_atom`` is zero on masked atoms. The default is ``jnp.sum(per_atom)``."""
+path and what is summed); ``per_atom`` is zero on masked atoms. The default is ``jnp.sum(per_atom)``. When one
+graph holds several structures (``so3krates_hk.packed``), it returns per atom the sum over that atom's structure,
+and the total charge and spin are then given per atom too (each atom its structure's)."""
 
 
 class AtomTypeEmbedding(hk.Module):
