@@ -324,7 +324,7 @@ class Evaluator:
         self.capacities.append(planned)
         return planned
 
-    def predict(self, prepared: Sequence[Prepared], batch_atoms: int = 384, progress: bool = False) -> list[dict]:
+    def predict(self, prepared: Sequence[Prepared], batch_atoms: int = 1536, progress: bool = False) -> list[dict]:
         """Predictions for each prepared structure (numpy, float64), in input order: batches of up to
         ``batch_atoms`` atoms, each one disjoint graph (:mod:`so3krates_hk.packed`)."""
         from tqdm.auto import tqdm
@@ -493,7 +493,7 @@ def evaluate(
     data,
     model: ModelSpec = None,
     dtype: str = "float32",
-    batch_atoms: int = 384,
+    batch_atoms: int = 1536,
     progress: bool = False,
     evaluator: Optional[Evaluator] = None,
     index: str = ":",

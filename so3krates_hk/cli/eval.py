@@ -27,7 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default="eval_results.npz", help="predictions (.npz); metrics and plot beside it")
     p.add_argument("--plot", default=None, help="parity plot PNG (default: <output stem>_parity.png)")
     p.add_argument("--float64", action="store_true", help="double precision (default float32)")
-    p.add_argument("--batch-atoms", type=int, default=384,
+    p.add_argument("--batch-atoms", type=int, default=1536,
                    help="atoms per model call: consecutive structures are evaluated together up to this many atoms")  # fmt: skip
     p.add_argument("--index", default=":", help="frames to read, ASE index syntax (e.g. ':100', '::10')")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -70,7 +70,12 @@ class ChargeSpinEmbedding(hk.Module):
         # Float32 island (docs/model.md, "Precision", P3): dot product, the float32 constant √F, softplus and the sum
         # over atoms.
         f32 = jnp.float32
-        logits = jnp.sum(query[species].astype(f32) * key[row].astype(f32), axis=-1) / np.float32(np.sqrt(F))
+        if row.ndim == 0:
+            logits = jnp.sum(query[species].astype(f32) * key[row].astype(f32), axis=-1) / np.float32(np.sqrt(F))
+        else:  # ψ per atom (several structures in one graph): both rows of Kt, each the computation above
+            both = [jnp.sum(query[species].astype(f32) * key[r].astype(f32), axis=-1) / np.float32(np.sqrt(F))
+                    for r in (0, 1)]  # fmt: skip
+            logits = jnp.where(row == 1, both[1], both[0])
         alpha = jnp.where(node_mask, softplus32(logits), f32(0))
         total = jnp.sum(alpha) if global_sum is None else global_sum(f"{self.module_name}/alpha", alpha)
         total = jnp.where(total > 0, total, f32(1))
