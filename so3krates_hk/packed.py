@@ -143,10 +143,11 @@ def structure_sums(values: jnp.ndarray, segment: jnp.ndarray, local: jnp.ndarray
     """Σ_σ(x)_a: the sum of ``values`` over the atoms of each atom's structure, per atom.
 
     Each structure's values are laid out as one zero-padded row of ``width`` (its atoms first, in order) and summed
-    as a row, ``one_by_one`` (``jax.lax.map``, a 1-D sum per structure: on CPU this reproduced the float32 sums of a
-    single-structure call bit for bit for structures of up to 16 atoms, which a scatter-add did not) or all rows at
-    once. Float sums depend on their order; this matters for the float32 charge and spin embedding normaliser
-    (docs/model.md, "Precision")."""
+    as a row, ``one_by_one`` (``jax.lax.map``, a 1-D sum per structure) or all rows at once. Float sums depend on
+    their order, which matters for the float32 charge and spin embedding normaliser (docs/model.md, "Precision"):
+    on CPU the 1-D row sums reproduced the float32 sums of single-structure calls bit for bit where a scatter-add
+    (``jax.ops.segment_sum``) was one rounding off (isolated sums of up to 16 atoms under JAX 0.4.37 and 21 under
+    0.10; the charged radical of ``tests/test_eval.py``). This is measured behaviour of XLA, not a guarantee."""
     rows = jnp.zeros((num_segments, width), values.dtype).at[segment, local].add(values)
     sums = jax.lax.map(jnp.sum, rows) if one_by_one else jnp.sum(rows, axis=1)
     return sums[segment]
