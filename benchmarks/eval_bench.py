@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=None, help="use the first FRAMES frames (default: all)")
     parser.add_argument("--dtypes", default="float32,float64", help="comma-separated")
     parser.add_argument("--batch-atoms", default="384,1536", help="comma-separated batch_atoms values")
-    parser.add_argument("--committee-frames", type=int, default=32, help="frames for the committee comparison (0: none)")
+    parser.add_argument("--committee-frames", type=int, default=32,
+                        help="frames for the committee comparison (0: none)")
     parser.add_argument("--out", default=None, help="output directory")
     parser.add_argument("--committee-only", action="store_true", help="only the committee comparison")
     parser.add_argument("--repeats", type=int, default=3, help="warm passes; the fastest counts")
@@ -213,7 +214,8 @@ def write(record: dict, out_dir: str) -> None:
         elif r["method"].startswith("eval"):
             lines.append(f"| {r['dtype']} | {r['method']} | {1e3 * r['warm_s'] / n:.2f} | "
                          f"{1e3 * r['predict_s'] / n:.2f} | {1e3 * r['prepare_s'] / n:.2f} | |")  # fmt: skip
-    lines += ["", "| committee of 4 | frames | 4 separate calls, s | one committee call, s | ratio |", "|---|---|---|---|---|"]
+    lines += ["", "| committee of 4 | frames | 4 separate calls, s | one committee call, s | ratio |",
+              "|---|---|---|---|---|"]
     for r in record["runs"]:
         if r["method"].startswith("committee"):
             lines.append(f"| {r['method']} ({r['dtype']}) | {r['frames']} | {r['separate_4_s']:.2f} | "

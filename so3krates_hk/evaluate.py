@@ -47,7 +47,7 @@ from so3krates_hk import validation
 from so3krates_hk._compat import jax_md, partition
 from so3krates_hk.committee import ModelSpec, load_model
 from so3krates_hk.errors import UserError
-from so3krates_hk.packed import Capacity, Structure, ladder, pack, plan, predictions_fn
+from so3krates_hk.packed import Capacity, Structure, pack, plan, predictions_fn
 from so3krates_hk.validation import InputError
 
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
@@ -130,7 +130,8 @@ def pairs_within(positions: np.ndarray, cell: Optional[np.ndarray], cutoff: floa
     box = cell if cell is not None else np.eye(3)
     i, j, S = primitive_neighbor_list("ijS", pbc, box, positions, cutoff, self_interaction=False)
     keep = j < i
-    return np.stack([i[keep], j[keep]]).astype(np.int32), S[keep] @ box if cell is not None else np.zeros((keep.sum(), 3))
+    shifts = S[keep] @ box if cell is not None else np.zeros((int(keep.sum()), 3))
+    return np.stack([i[keep], j[keep]]).astype(np.int32), shifts
 
 
 def prepare(atoms, r_cutoff: float, lr_cutoff: Optional[float], check_spin_parity: bool = True) -> Prepared:
@@ -245,7 +246,7 @@ class Evaluator:
         self._lr_template = _template(partition.OrderedSparse)
         self._apply = {}
         self._programs: dict[int, Callable] = {}
-        self.capacities: list[Capacity] = []  # compiled by ``program``, smallest first by atoms
+        self.capacities: list[Capacity] = []  # the capacities compiled so far
         self.last_plan: Optional[tuple[int, Capacity]] = None  # (batches, capacity) of the last ``predict``
         # free space; periodic in Cartesian coordinates (Hessians); periodic in fractional coordinates (forces and
         # stress: jax-md's custom JVP of space.transform makes the gradient with respect to fractional positions
@@ -317,8 +318,8 @@ class Evaluator:
     def _capacity(self, planned: Capacity) -> Capacity:
         """The smallest capacity already compiled that holds ``planned`` (so later calls reuse the program), else
         ``planned``."""
-        fits = [c for c in self.capacities if c.atoms >= planned.atoms and c.structures >= planned.structures
-                and c.pairs >= planned.pairs and c.lr_pairs >= planned.lr_pairs and c.width >= planned.width]  # fmt: skip
+        fits = [c for c in self.capacities
+                if all(getattr(c, f.name) >= getattr(planned, f.name) for f in dataclasses.fields(Capacity))]
         if fits:
             return min(fits, key=lambda c: (c.atoms, c.pairs, c.lr_pairs, c.structures))
         self.capacities.append(planned)
@@ -522,7 +523,8 @@ def evaluate(
     num_atoms = np.array([len(a) for a in frames])
     batches, capacity = evaluator.last_plan
     return EvalResult(predictions, refs, num_atoms, compute_metrics(predictions, refs, num_atoms),
-                      evaluator.num_compilations - compiles, seconds, batches, dataclasses.asdict(capacity))  # fmt: skip
+                      evaluator.num_compilations - compiles, seconds, batches,
+                      dataclasses.asdict(capacity))  # fmt: skip
 
 
 __all__ = ["EvalResult", "Evaluator", "compute_metrics", "evaluate", "parity_plot", "pairs_within",

@@ -6,7 +6,7 @@ the pairs of structure s, built on the host, are shifted by o_s. Since SO3LR is 
 from edges, every message, filter and pair energy is the one of structure s alone; what is *not* local are the sums
 over "the structure", which become segment sums over σ:
 
-    Σ_s(x)_a = Σ_{b: σ(b) = σ(a)} x_b                              (``segment_total``, each atom gets its structure's sum)
+    Σ_σ(x)_a = Σ_{b: σ(b) = σ(a)} x_b          (``structure_sums``: each atom gets the sum over its structure)
 
 * charge and spin embeddings (docs/model.md, "Initial features"): a_i = ψ_σ(i) α_i / Σ_σ(α)_i, with ψ = Q or S of
   the atom's structure;
@@ -218,7 +218,8 @@ def predictions_fn(config, width: int, one_by_one: bool = True) -> Callable:
         )
         S_ = Q.shape[0]
         return dict(energy=out["energy"][:S_], forces=-grad, charges=out["charges"],
-                    hirshfeld_ratios=out["hirshfeld_ratios"], dipole=out["dipole"][:S_], virial=virial[:S_])  # fmt: skip
+                    hirshfeld_ratios=out["hirshfeld_ratios"], dipole=out["dipole"][:S_],
+                    virial=virial[:S_])  # fmt: skip
 
     return predict
 

@@ -165,3 +165,16 @@ def test_cli_eval_errors_are_one_line(tmp_path, capsys):
     assert "structure 0" in err and "closer than" in err and "\n" not in err
     assert main(["eval", str(bad), "-o", "x.txt"]) == 2
     assert "--output must end in .npz" in capsys.readouterr().err
+
+
+def test_structure_sums_run_over_each_structure():
+    import jax.numpy as jnp
+
+    from so3krates_hk.packed import structure_sums
+
+    x = jnp.asarray([1.0, 2.0, 3.0, 4.0, 5.0, 0.0, 0.0])
+    segment = jnp.asarray([0, 0, 1, 1, 1, 2, 2])  # two structures, two padded atoms (structure S = 2)
+    local = jnp.asarray([0, 1, 0, 1, 2, 0, 0])
+    for one_by_one in (True, False):
+        got = structure_sums(x, segment, local, 3, 4, one_by_one)
+        np.testing.assert_array_equal(np.asarray(got), [3, 3, 12, 12, 12, 0, 0])
