@@ -90,7 +90,7 @@ left=$(( TOTAL_BUDGET_S - ($(date +%s) - t0) ))
 if [ "$left" -gt 150 ]; then
   echo "== eval against the ASE loop (${left} s left)"
   timeout $(( EVAL_BUDGET_S < left - 90 ? EVAL_BUDGET_S : left - 90 )) $PY -m benchmarks.eval_bench \
-    --dtypes float32 --batch-atoms 3072 --repeats 3 --committee-frames 0 --out "$OUT/eval"
+    --frames 128 --dtypes float32 --batch-atoms 3072 --repeats 3 --committee-frames 0 --out "$OUT/eval"
   echo "== eval rc=$? after $(( $(date +%s) - t0 )) s"
 else
   echo "== no time left for eval (${left} s)"
