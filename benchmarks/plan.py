@@ -97,6 +97,9 @@ def gpu_plan() -> list[dict]:
     4. chemtrain training steps of the CG model; the CG model at 300 000 beads, the default width against Allegro
        and MACE, the molecules, float64, SO3LR's training step.
 
+    ``scripts/device_bench.sh`` then runs ``benchmarks.eval_bench`` (``so3krates-hk eval``'s packed batches against
+    looping the ASE calculator, same run), which is a script of its own rather than a configuration here.
+
     Every configuration runs in its own process (its own peak memory); fewer repeats and shorter MD loops than the
     full plan, since on a GPU each call takes milliseconds and compilation dominates a configuration's time.
     """

@@ -8,10 +8,15 @@
 # 2. a smoke test that fails within a minute when something is missing (import, GPU visible, one SO3LR e+f on dha);
 # 3. `python -m benchmarks.run --gpu --budget $BENCH_BUDGET_S` (plan.gpu_plan: the GPU targets first), results
 #    straight into $OUT/bench/ so that a run cut short still brings back partial.json;
-# 4. with the time left of $TOTAL_BUDGET_S, `python -m benchmarks.profile` on water-1536 into $OUT/profile/.
+# 4. `python -m benchmarks.eval_bench` (float32, at most $EVAL_BUDGET_S s): `so3krates-hk eval`'s packed batches
+#    against looping the ASE calculator over the bundled aspirin set, into $OUT/eval/; on a GPU the loop is
+#    latency-bound, so this is where batching should pay;
+# 5. with the time left of $TOTAL_BUDGET_S, `python -m benchmarks.profile` on water-1536 into $OUT/profile/.
 #
-# What comes back (at most 8 files): $OUT/log.txt, $OUT/bench/{results.json,results.md,*.png}, $OUT/profile/*.
-# Copy $OUT/bench to benchmarks/results/gpu-<device>-<date>/ here and commit it.
+# What comes back (at most 10 files): $OUT/log.txt, $OUT/bench/{results.json,results.md,*.png},
+# $OUT/eval/{results.json,results.md}, $OUT/profile/*.
+# Copy $OUT/bench to benchmarks/results/gpu-<device>-<date>/ and $OUT/eval to
+# benchmarks/results/eval-gpu-<device>-<date>/ here and commit them.
 #
 # Dry run on a CPU machine (what CI cannot do for us): a venv holding only what the device image holds, the wheels
 # for its Python in .whl/, then
@@ -19,7 +24,8 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/so3krates-device-out}
 BENCH_BUDGET_S=${BENCH_BUDGET_S:-240}
-TOTAL_BUDGET_S=${TOTAL_BUDGET_S:-350}
+TOTAL_BUDGET_S=${TOTAL_BUDGET_S:-470}
+EVAL_BUDGET_S=${EVAL_BUDGET_S:-120}         # benchmarks.eval_bench: packed eval against the ASE loop
 BENCH_ARGS=${BENCH_ARGS:-}                 # extra arguments of benchmarks.run (a dry run on CPU: --max-atoms 2000)
 PROFILE_SYSTEMS=${PROFILE_SYSTEMS:-water-1536}
 PY=${PYTHON:-python3}
@@ -79,6 +85,16 @@ echo "== smoke done after $(( $(date +%s) - t0 )) s"
 echo "== benchmark (--gpu, budget ${BENCH_BUDGET_S} s)"
 timeout $(( BENCH_BUDGET_S + 180 )) $PY -m benchmarks.run --gpu --budget "$BENCH_BUDGET_S" --out "$OUT/bench" $BENCH_ARGS
 echo "== benchmark rc=$? after $(( $(date +%s) - t0 )) s"
+
+left=$(( TOTAL_BUDGET_S - ($(date +%s) - t0) ))
+if [ "$left" -gt 150 ]; then
+  echo "== eval against the ASE loop (${left} s left)"
+  timeout $(( EVAL_BUDGET_S < left - 90 ? EVAL_BUDGET_S : left - 90 )) $PY -m benchmarks.eval_bench \
+    --frames 128 --dtypes float32 --batch-atoms 3072 --repeats 3 --committee-frames 0 --out "$OUT/eval"
+  echo "== eval rc=$? after $(( $(date +%s) - t0 )) s"
+else
+  echo "== no time left for eval (${left} s)"
+fi
 
 left=$(( TOTAL_BUDGET_S - ($(date +%s) - t0) ))
 if [ "$left" -gt 90 ]; then

@@ -1,4 +1,4 @@
-"""SO3LR over a whole data set: batched, padded into a few size buckets, so only a handful of programs compile.
+"""SO3LR over a whole data set: several structures per model call, as one disjoint graph, so one program compiles.
 
     from so3krates_hk.evaluate import evaluate
     result = evaluate("data.extxyz")                  # shipped SO3LR; or model="finetuned.npz", or a list: committee
@@ -8,14 +8,16 @@ Input: any file ASE reads (all frames), or a list of ``ase.Atoms``. Total charge
 as in the ASE calculator (``charge``; ``multiplicity`` = 2S + 1 or ``spin`` = S). Free space (``pbc`` all False) and
 fully periodic cells are supported; each cell must be at least 2 × the long-range cutoff wide.
 
-Batching. A structure of N atoms is padded to the bucket size N_b, the smallest of 8, 12, 16, 24, 32, 48, … (2^k and
-3·2^(k−1)) that holds it; padded atoms are masked and contribute exactly zero. The neighbour lists are built exactly
-(every pair within the cutoff, no skin) on the host, padded to the largest count in the bucket. Each bucket runs in
-batches of B = max(1, ``batch_atoms`` // N_b) structures (the last batch is filled with copies, whose results are
-dropped) through one compiled program of the energy, forces and charges (``jax.vmap`` over the batch on
-accelerators, ``jax.lax.map`` on CPU; see ``Evaluator``): one compilation per bucket and kind of space.
-List capacities (on the same ladder, from 16) and B (a power of two when the bucket holds fewer structures) are
-rounded too, so a later call on similar data reuses the compiled programs.
+Batching (:mod:`so3krates_hk.packed`). The pair lists are built exactly on the host (every pair within the cutoff,
+with its lattice translation; no skin). Consecutive structures are packed into batches of at most ``batch_atoms``
+atoms; each batch is one graph whose atoms are the structures' atoms side by side and whose edges stay within each
+structure, so one model call evaluates all of them. The sums over a structure (charge and spin embeddings, charge
+neutralisation, energy, dipole) become sums over each structure's atoms; forces are the gradient of the summed
+energies and the stress of a periodic cell comes from a per-structure affine strain. Free space and periodic cells
+share the program. Every batch is padded (masked atoms and pairs, contributing exactly zero) to one capacity of
+atoms, structures, pairs and long-range pairs, rounded up on the ladder 8, 12, 16, 24, 32, 48, … (2^k and
+3·2^(k−1)): one compilation per data set, and a later call whose batches fit an already compiled capacity reuses it.
+The results equal per-structure calls of the ASE calculator to rounding (``tests/test_eval.py``).
 
 Outputs per structure: energy (eV), forces (eV/Å), partial charges (e), Hirshfeld ratios, the dipole moment
 (e·Å, about the centre of mass, free space only; NaN for periodic cells, where it is not defined: see
@@ -45,20 +47,13 @@ from so3krates_hk import validation
 from so3krates_hk._compat import jax_md, partition
 from so3krates_hk.committee import ModelSpec, load_model
 from so3krates_hk.errors import UserError
+from so3krates_hk.packed import Capacity, Structure, pack, plan, predictions_fn
 from so3krates_hk.validation import InputError
 
 DTYPES = {"float32": jnp.float32, "float64": jnp.float64}
 PER_ATOM = ("forces", "charges", "hirshfeld_ratios", "forces_std")
 PER_STRUCTURE = ("energy", "dipole", "stress", "energy_std")
 TARGETS = ("energy", "forces", "charges", "dipole", "hirshfeld_ratios")
-
-
-def bucket_size(num_atoms: int, smallest: int = 8) -> int:
-    """The smallest N_b ≥ num_atoms of the ladder 8, 12, 16, 24, 32, 48, … (2^k and 3·2^(k−1))."""
-    size = smallest
-    while size < num_atoms:
-        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
-    return size
 
 
 # ------------------------------------------------------------------------------------------------- input
@@ -85,26 +80,66 @@ def read_structures(path: str, index: str = ":") -> list:
 
 @dataclasses.dataclass
 class Prepared:
-    """A structure as the batched program sees it (Cartesian positions; exact neighbour lists, jax-md layout)."""
+    """A structure as the programs see it (Cartesian positions; exact neighbour lists)."""
 
     numbers: np.ndarray  # (N,)
     positions: np.ndarray  # (N, 3) Å
     cell: Optional[np.ndarray]  # (3, 3) rows = lattice vectors (periodic), else None
     charge: float
     spin: float
-    sr: np.ndarray  # (2, P) Sparse: both directions, row 0 neighbour j, row 1 owner i
-    lr: np.ndarray  # (2, P_lr) OrderedSparse: each pair once, j < i
+    pairs: np.ndarray  # (2, H) short-range pairs, each once: row 0 centre i, row 1 neighbour j < i
+    shifts: np.ndarray  # (H, 3) lattice translation t_ij of the pair (r_ij = R_j − R_i + t_ij), Å
+    lr_pairs: np.ndarray  # (2, P) long-range pairs, same layout
+    lr_shifts: np.ndarray  # (P, 3)
 
     @property
     def periodic(self) -> bool:
         return self.cell is not None
 
+    @property
+    def sr(self) -> np.ndarray:
+        """The short-range list in jax-md's Sparse layout: both directions, row 0 neighbour j, row 1 owner i."""
+        i, j = self.pairs
+        return np.stack([np.concatenate([j, i]), np.concatenate([i, j])])
+
+    @property
+    def lr(self) -> np.ndarray:
+        """The long-range list in jax-md's OrderedSparse layout: each pair once, row 0 j, row 1 i (j < i)."""
+        return self.lr_pairs[::-1]
+
+    def structure(self) -> Structure:
+        return Structure(self.numbers, self.positions, self.charge, self.spin, self.pairs, self.shifts,
+                         self.lr_pairs, self.lr_shifts)  # fmt: skip
+
+
+# Free space up to this many atoms: all pairs by numpy broadcasting (N² distances), faster than ASE's cell list.
+_DENSE_PAIRS_MAX_ATOMS = 1024
+
+
+def pairs_within(positions: np.ndarray, cell: Optional[np.ndarray], cutoff: float) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair closer than ``cutoff`` once, as ((2, H) [i; j] with j < i, (H, 3) lattice translations t_ij) with
+    d_ij = |R_j − R_i + t_ij|. Periodic cells must be at least 2·cutoff wide (one image per pair)."""
+    N = len(positions)
+    if cell is None and N <= _DENSE_PAIRS_MAX_ATOMS:
+        d = positions[None, :, :] - positions[:, None, :]  # d[i, j] = R_j − R_i
+        i, j = np.nonzero(np.tril(np.einsum("ijk,ijk->ij", d, d) < cutoff * cutoff, k=-1))
+        return np.stack([i, j]).astype(np.int32), np.zeros((len(i), 3))
+    from ase.neighborlist import primitive_neighbor_list
+
+    pbc = np.full(3, cell is not None)
+    box = cell if cell is not None else np.eye(3)
+    i, j, S = primitive_neighbor_list("ijS", pbc, box, positions, cutoff, self_interaction=False)
+    keep = j < i
+    shifts = S[keep] @ box if cell is not None else np.zeros((int(keep.sum()), 3))
+    return np.stack([i[keep], j[keep]]).astype(np.int32), shifts
+
 
 def prepare(atoms, r_cutoff: float, lr_cutoff: Optional[float], check_spin_parity: bool = True) -> Prepared:
     """Validate one ``ase.Atoms`` (elements, positions, charge and spin, minimum image, overlaps) and build its
-    exact neighbour lists. ``lr_cutoff`` None: no long-range list."""
-    from ase.neighborlist import neighbor_list
+    exact pair lists. ``lr_cutoff`` None: no long-range list.
 
+    The lists hold every pair within the cutoff plus a margin of 10⁻⁴ Å; the model then keeps d < cutoff, computed
+    in its own precision, the rule of ``graph.build_graph`` (so the selection is the one of a per-structure call)."""
     from so3krates_hk.ase import charge_and_spin
     from so3krates_hk.models import SO3LR_HEAD_SPECIES
 
@@ -126,19 +161,14 @@ def prepare(atoms, r_cutoff: float, lr_cutoff: Optional[float], check_spin_parit
     charge, spin = charge_and_spin(atoms.info)
     validation.check_charge_spin(numbers, charge, spin, None, check_spin_parity)
 
-    def pairs(cutoff: float) -> tuple[np.ndarray, np.ndarray]:
-        i, j = neighbor_list("ij", atoms, cutoff, self_interaction=False)
-        return i.astype(np.int32), j.astype(np.int32)
-
-    i, j = pairs(r_cutoff)
-    validation.check_min_distance(positions, cell=cell, pbc=pbc if cell is not None else None, pairs=(i, j))
-    sr = np.stack([j, i])
-    lr = np.zeros((2, 0), np.int32)
+    margin = 1e-4
+    pairs, shifts = pairs_within(positions, cell, r_cutoff + margin)
+    validation.check_min_distance(positions, cell=cell, pbc=pbc if cell is not None else None,
+                                  pairs=(pairs[0], pairs[1]))  # fmt: skip
+    lr_pairs, lr_shifts = np.zeros((2, 0), np.int32), np.zeros((0, 3))
     if lr_cutoff is not None:
-        i, j = pairs(lr_cutoff)
-        keep = j < i
-        lr = np.stack([j[keep], i[keep]])
-    return Prepared(numbers, positions, cell, charge, spin, sr, lr)
+        lr_pairs, lr_shifts = pairs_within(positions, cell, lr_cutoff + margin)
+    return Prepared(numbers, positions, cell, charge, spin, pairs, shifts, lr_pairs, lr_shifts)
 
 
 def references(atoms) -> dict[str, np.ndarray]:
@@ -176,11 +206,9 @@ class Evaluator:
     Args:
         model: see :func:`so3krates_hk.committee.load_model` (None: the shipped SO3LR).
         dtype: "float32" (default) or "float64" (enables ``jax_enable_x64`` process-wide).
-        batching: "vmap" (the batch as one vectorised program), "map" (``jax.lax.map``: the structures of a
-            batch one after another inside one compiled program) or "auto" (default: "map" on CPU, where the
-            vectorised gathers and scatters were measured slower than one structure at a time
-            (``benchmarks/eval_bench.py``), "vmap" on accelerators). Same results. A committee's members are
-            batched the same way.
+        batching: how a committee's members share a call: "vmap" (one vectorised program), "map"
+            (``jax.lax.map``: one member after another inside one compiled program) or "auto" (default: "map" on
+            CPU, "vmap" on accelerators). Same results.
         **so3lr_kwargs: factory arguments overriding those of the weights (e.g. ``lr_cutoff``).
     """
 
@@ -217,7 +245,9 @@ class Evaluator:
         self._sr_template = _template(partition.Sparse)
         self._lr_template = _template(partition.OrderedSparse)
         self._apply = {}
-        self._programs: dict[bool, Callable] = {}
+        self._programs: dict[int, Callable] = {}
+        self.capacities: list[Capacity] = []  # the capacities compiled so far
+        self.last_plan: Optional[tuple[int, Capacity]] = None  # (batches, capacity) of the last ``predict``
         # free space; periodic in Cartesian coordinates (Hessians); periodic in fractional coordinates (forces and
         # stress: jax-md's custom JVP of space.transform makes the gradient with respect to fractional positions
         # the Cartesian one, and the derivative with respect to the box at fixed fractional positions the affine
@@ -260,110 +290,97 @@ class Evaluator:
 
         return energy
 
-    def _one(self, periodic: bool) -> Callable:
-        energy = self.energy_function("fractional" if periodic else False)
-
-        def one(params, R, sr_idx, lr_idx, Z, mask, Q, S, box):
-            strain = jnp.zeros((3, 3), R.dtype)
-            (e, out), (grad, grad_strain) = jax.value_and_grad(energy, argnums=(1, 2), has_aux=True)(
-                params, R, strain, sr_idx, lr_idx, Z, mask, Q, S, box
-            )
-            result = dict(energy=e, forces=-grad, charges=out["partial_charges"],
-                          hirshfeld_ratios=out["hirshfeld_ratios"], dipole=out["dipole"])  # fmt: skip
-            if periodic:
-                result["stress"] = 0.5 * (grad_strain + grad_strain.T) / jnp.abs(jnp.linalg.det(box))
-            return result
-
-        return one
-
-    def program(self, periodic: bool) -> Callable:
-        """The jitted batch program: structures on axis 0 (and members on axis 0 before them, for a committee)."""
-        if periodic not in self._programs:
-            one = self._one(periodic)
-            if self.batching == "map":
-                batched = lambda params, *arrays: jax.lax.map(lambda a: one(params, *a), arrays)  # noqa: E731
-            else:
-                batched = jax.vmap(one, in_axes=(None, 0, 0, 0, 0, 0, 0, 0, 0))
-            if self.members and self.batching == "map":  # members one after another, as the structures
-                inner = batched
-                batched = lambda params, *arrays: jax.lax.map(lambda p: inner(p, *arrays), params)  # noqa: E731
+    def program(self, width: int) -> Callable:
+        """The jitted batch program (:func:`so3krates_hk.packed.predictions_fn`) for structures of up to ``width``
+        atoms, members on axis 0 of every output for a committee; one trace, counted, per capacity."""
+        if width not in self._programs:
+            one_by_one = jax.default_backend() == "cpu"
+            predict = predictions_fn(self._apply[False].so3lr_config, width, one_by_one)
+            if self.members and self.batching == "map":  # members one after another
+                batched = lambda params, *arrays: jax.lax.map(lambda p: predict(p, *arrays), params)  # noqa: E731
             elif self.members:
-                batched = jax.vmap(batched, in_axes=(0,) + (None,) * 8)
+                batched = jax.vmap(predict, in_axes=(0,) + (None,) * 11)
+            else:
+                batched = predict
 
             def run(params, *arrays):
                 self.num_compilations += 1  # runs once per trace
                 return batched(params, *arrays)
 
-            self._programs[periodic] = jax.jit(run)
-        return self._programs[periodic]
+            self._programs[width] = jax.jit(run)
+        return self._programs[width]
 
     # -- many structures
 
     def prepare(self, atoms) -> Prepared:
         return prepare(atoms, self.r_cutoff, self.lr_cutoff, self.check_spin_parity)
 
-    def _pack(self, items: Sequence[Prepared], size: int, p_sr: int, p_lr: int) -> tuple:
-        B = len(items)
-        R = np.zeros((B, size, 3))
-        Z = np.zeros((B, size), np.int32)
-        mask = np.zeros((B, size), bool)
-        sr = np.full((B, 2, p_sr), size, np.int32)
-        lr = np.full((B, 2, p_lr), size, np.int32)
-        box = np.tile(np.eye(3), (B, 1, 1))
-        for b, s in enumerate(items):
-            n = len(s.numbers)
-            R[b, :n], Z[b, :n], mask[b, :n] = s.positions, s.numbers, True
-            if s.periodic:  # fractional coordinates (see Evaluator.__init__)
-                R[b, :n] = np.linalg.solve(s.cell.T, s.positions.T).T
-            sr[b, :, : s.sr.shape[1]] = s.sr
-            lr[b, :, : s.lr.shape[1]] = s.lr
-            if s.periodic:
-                box[b] = s.cell.T  # jax-md: columns are the lattice vectors
-        Q = np.array([s.charge for s in items])
-        S = np.array([s.spin for s in items])
-        d = self.dtype
-        return (jnp.asarray(R, d), jnp.asarray(sr), jnp.asarray(lr), jnp.asarray(Z), jnp.asarray(mask),
-                jnp.asarray(Q, d), jnp.asarray(S, d), jnp.asarray(box, d))  # fmt: skip
+    def _capacity(self, planned: Capacity) -> Capacity:
+        """The smallest capacity already compiled that holds ``planned`` (so later calls reuse the program), else
+        ``planned``."""
+        fits = [c for c in self.capacities
+                if all(getattr(c, f.name) >= getattr(planned, f.name) for f in dataclasses.fields(Capacity))]
+        if fits:
+            return min(fits, key=lambda c: (c.atoms, c.pairs, c.lr_pairs, c.structures))
+        self.capacities.append(planned)
+        return planned
 
-    def predict(self, prepared: Sequence[Prepared], batch_atoms: int = 384, progress: bool = False) -> list[dict]:
-        """Predictions for each prepared structure (numpy, float64), in input order."""
+    def predict(self, prepared: Sequence[Prepared], batch_atoms: int = 1536, progress: bool = False) -> list[dict]:
+        """Predictions for each prepared structure (numpy, float64), in input order: batches of up to
+        ``batch_atoms`` atoms, each one disjoint graph (:mod:`so3krates_hk.packed`)."""
         from tqdm.auto import tqdm
 
-        groups: dict[tuple[bool, int], list[int]] = {}
-        for k, s in enumerate(prepared):
-            groups.setdefault((s.periodic, bucket_size(len(s.numbers))), []).append(k)
+        structures = [p.structure() for p in prepared]
+        batches, planned = plan(structures, batch_atoms)
+        capacity = self._capacity(planned)
+        self.last_plan = (len(batches), capacity)
+        fn = self.program(capacity.width)
+        d = self.dtype
         results: list[Optional[dict]] = [None] * len(prepared)
         with tqdm(total=len(prepared), desc="evaluating", unit="structure", disable=not progress) as bar:
-            for (periodic, size), members in sorted(groups.items()):
-                # capacities and batch size on a ladder too, so later calls on similar data reuse the programs
-                p_sr = bucket_size(max(prepared[k].sr.shape[1] for k in members), 16)
-                p_lr = bucket_size(max(prepared[k].lr.shape[1] for k in members), 16)
-                B = max(1, min(batch_atoms // size, 1 << (len(members) - 1).bit_length()))
-                fn = self.program(periodic)
-                for start in range(0, len(members), B):
-                    chunk = members[start : start + B]
-                    items = [prepared[k] for k in chunk]
-                    items += [items[0]] * (B - len(items))
-                    out = jax.device_get(fn(self.params, *self._pack(items, size, p_sr, p_lr)))
-                    for b, k in enumerate(chunk):
-                        results[k] = self._unpack(out, b, len(prepared[k].numbers), periodic)
-                    bar.update(len(chunk))
+            pending = None  # dispatch the next batch before reading back the previous one
+            for batch in batches + [None]:
+                launched = None
+                if batch is not None:
+                    arrays = pack([structures[k] for k in batch], capacity)
+                    args = [jnp.asarray(arrays[k], d if arrays[k].dtype == np.float64 else None)
+                            for k in ("R", "Z", "mask", "segment", "local", "Q", "S", "pairs", "shifts", "lr_pairs",
+                                      "lr_shifts")]  # fmt: skip
+                    launched = (batch, fn(self.params, *args))
+                if pending is not None:
+                    self._unpack(pending[0], jax.device_get(pending[1]), prepared, results)
+                    bar.update(len(pending[0]))
+                pending = launched
         return results  # type: ignore[return-value]
 
-    def _unpack(self, out: dict, b: int, n: int, periodic: bool) -> dict:
-        def take(value, per_atom):
-            v = np.asarray(value, np.float64)
-            v = v[:, b] if self.members else v[b]
-            return v[:, :n] if (per_atom and self.members) else (v[:n] if per_atom else v)
+    def _unpack(self, batch: list[int], out: dict, prepared: Sequence[Prepared], results: list) -> None:
+        offset = 0
+        for s, k in enumerate(batch):
+            p = prepared[k]
+            n = len(p.numbers)
 
-        row = {k: take(v, k in PER_ATOM) for k, v in out.items()}
-        if self.members:
-            spread = {f"{k}_std": row[k].std(axis=0) for k in ("energy", "forces")}
-            row = {k: v.mean(axis=0) for k, v in row.items()}
-            row.update(spread)
-        if periodic:  # the dipole of a periodic cell is not defined (physics.dipole)
-            row["dipole"] = np.full(3, np.nan)
-        return row
+            def take(key):
+                v = np.asarray(out[key], np.float64)
+                v = v[:, s] if self.members else v[s]  # noqa: B023
+                return v
+
+            def atoms(key):
+                v = np.asarray(out[key], np.float64)
+                return v[:, offset : offset + n] if self.members else v[offset : offset + n]  # noqa: B023
+
+            row = dict(energy=take("energy"), forces=atoms("forces"), charges=atoms("charges"),
+                       hirshfeld_ratios=atoms("hirshfeld_ratios"), dipole=take("dipole"))  # fmt: skip
+            if p.periodic:  # σ = ½ (W + Wᵀ) / V
+                virial = take("virial")
+                row["stress"] = 0.5 * (virial + np.swapaxes(virial, -1, -2)) / abs(np.linalg.det(p.cell))
+            if self.members:
+                spread = {f"{key}_std": row[key].std(axis=0) for key in ("energy", "forces")}
+                row = {key: v.mean(axis=0) for key, v in row.items()}
+                row.update(spread)
+            if p.periodic:  # the dipole of a periodic cell is not defined (physics.dipole)
+                row["dipole"] = np.full(3, np.nan)
+            results[k] = row
+            offset += n
 
 
 # ------------------------------------------------------------------------------------------------- results
@@ -377,7 +394,8 @@ class EvalResult:
     metrics: dict  # {target: {"mae", "rmse", "count", "unit"}}
     num_compilations: int
     seconds: float  # wall time: validation, neighbour lists and the batched evaluation (compilations included)
-    buckets: dict  # {"free"/"periodic" N_b: structures}
+    batches: int  # model calls (each one disjoint graph of several structures)
+    capacity: dict  # the padded size of every batch: atoms, structures, pairs, lr_pairs
 
     @property
     def structures_per_second(self) -> float:
@@ -476,7 +494,7 @@ def evaluate(
     data,
     model: ModelSpec = None,
     dtype: str = "float32",
-    batch_atoms: int = 384,
+    batch_atoms: int = 1536,
     progress: bool = False,
     evaluator: Optional[Evaluator] = None,
     index: str = ":",
@@ -503,13 +521,11 @@ def evaluate(
     seconds = time.perf_counter() - t0
     refs = [references(a) for a in frames]
     num_atoms = np.array([len(a) for a in frames])
-    buckets: dict[str, int] = {}
-    for s in prepared:
-        name = f"{'periodic' if s.periodic else 'free'} {bucket_size(len(s.numbers))}"
-        buckets[name] = buckets.get(name, 0) + 1
+    batches, capacity = evaluator.last_plan
     return EvalResult(predictions, refs, num_atoms, compute_metrics(predictions, refs, num_atoms),
-                      evaluator.num_compilations - compiles, seconds, buckets)  # fmt: skip
+                      evaluator.num_compilations - compiles, seconds, batches,
+                      dataclasses.asdict(capacity))  # fmt: skip
 
 
-__all__ = ["EvalResult", "Evaluator", "bucket_size", "compute_metrics", "evaluate", "parity_plot", "prepare",
-           "read_structures", "references"]  # fmt: skip
+__all__ = ["EvalResult", "Evaluator", "compute_metrics", "evaluate", "parity_plot", "pairs_within",
+           "prepare", "read_structures", "references"]  # fmt: skip

@@ -102,6 +102,12 @@ def test_device_scripts_parse(script):
     assert subprocess.run(["bash", "-n", path], capture_output=True).returncode == 0
 
 
+def test_device_bench_measures_eval_against_the_ase_loop():
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "scripts", "device_bench.sh")
+    text = open(path).read()
+    assert "-m benchmarks.eval_bench" in text and '--out "$OUT/eval"' in text
+
+
 def _fake_results():
     out = []
     for model, system, n, t in (("so3lr", "dha", 56, 0.03), ("so3krates-cg", "cg-box-1000", 1000, 0.1),

@@ -57,7 +57,7 @@ def test_committee_equals_separate_members():
         single.params = jax.tree_util.tree_map(lambda x: jax.numpy.asarray(x, jax.numpy.float64), p)
         separate.append(evaluate(frames, evaluator=single).predictions)
     result = evaluate(frames, model=ms, dtype="float64")
-    assert result.num_compilations == 1  # 3 and 6 atoms share the 8-atom bucket: one program for all members
+    assert result.num_compilations == 1  # both structures in one packed batch: one program for all members
     for k in range(len(frames)):
         e = np.array([s[k]["energy"] for s in separate])
         f = np.array([s[k]["forces"] for s in separate])

@@ -5,8 +5,8 @@
     so3krates-hk eval data.extxyz --model m0.npz --model m1.npz --model m2.npz --model m3.npz   # committee
 
 DATA is any file ASE reads (extxyz with energies, forces, charges and charge/multiplicity in the info line).
-Structures of different sizes are padded into a few size buckets and evaluated in batches, so only one program per
-bucket compiles. Written: the predictions (``-o``, .npz: per-structure energy, dipole, stress, committee spread;
+Structures are evaluated in batches, several structures per model call (one graph holding them side by side),
+padded to one size, so one program compiles. Written: the predictions (``-o``, .npz: per-structure energy, dipole, stress, committee spread;
 per-atom forces, charges, Hirshfeld ratios concatenated, split by ``num_atoms``; the references as ``ref_*``), the
 metrics (MAE and RMSE of energy per atom, forces, charges, dipoles, Hirshfeld ratios where the file has them;
 printed, and saved as JSON beside the predictions) and a parity plot (PNG).
@@ -27,8 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", default="eval_results.npz", help="predictions (.npz); metrics and plot beside it")
     p.add_argument("--plot", default=None, help="parity plot PNG (default: <output stem>_parity.png)")
     p.add_argument("--float64", action="store_true", help="double precision (default float32)")
-    p.add_argument("--batch-atoms", type=int, default=384,
-                   help="padded atoms per batch: a bucket of N_b atoms runs batch-atoms // N_b structures at once")  # fmt: skip
+    p.add_argument("--batch-atoms", type=int, default=1536,
+                   help="atoms per model call: consecutive structures are evaluated together up to this many atoms")  # fmt: skip
     p.add_argument("--index", default=":", help="frames to read, ASE index syntax (e.g. ':100', '::10')")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -60,14 +60,14 @@ def run(args: argparse.Namespace) -> int:
     stem = args.output[: -len(".npz")]
     summary = dict(structures=len(result.predictions), compilations=result.num_compilations,
                    seconds=result.seconds, structures_per_second=result.structures_per_second,
-                   buckets=result.buckets, committee=len(models) if len(models) > 1 else None,
+                   batches=result.batches, capacity=result.capacity, committee=len(models) if len(models) > 1 else None,
                    metrics=result.metrics)  # fmt: skip
     with atomic_path(stem + "_metrics.json", suffix=".json") as tmp:
         with open(tmp, "w") as f:
             json.dump(summary, f, indent=1)
     plot = args.plot or stem + "_parity.png"
     drawn = parity_plot(result, plot)
-    print(f"{len(result.predictions)} structures, {len(result.buckets)} bucket(s), {result.num_compilations} "
+    print(f"{len(result.predictions)} structures, {result.batches} batch(es), {result.num_compilations} "
           f"compilation(s), {result.structures_per_second:.1f} structures/s ({result.seconds:.2f} s, compilation "
           "included)")  # fmt: skip
     for key, m in result.metrics.items():

@@ -16,7 +16,9 @@ from so3krates_hk.precision import softplus32
 
 GlobalSum = Callable[[str, jnp.ndarray], jnp.ndarray]
 """``global_sum(name, per_atom) -> Σ over every atom of the structure``. ``name`` identifies the sum (a module
-path and what is summed); ``per_atom`` is zero on masked atoms. The default is ``jnp.sum(per_atom)``."""
+path and what is summed); ``per_atom`` is zero on masked atoms. The default is ``jnp.sum(per_atom)``. When one
+graph holds several structures (``so3krates_hk.packed``), it returns per atom the sum over that atom's structure,
+and the total charge and spin are then given per atom too (each atom its structure's)."""
 
 
 class AtomTypeEmbedding(hk.Module):
@@ -68,7 +70,12 @@ class ChargeSpinEmbedding(hk.Module):
         # Float32 island (docs/model.md, "Precision", P3): dot product, the float32 constant √F, softplus and the sum
         # over atoms.
         f32 = jnp.float32
-        logits = jnp.sum(query[species].astype(f32) * key[row].astype(f32), axis=-1) / np.float32(np.sqrt(F))
+        if row.ndim == 0:
+            logits = jnp.sum(query[species].astype(f32) * key[row].astype(f32), axis=-1) / np.float32(np.sqrt(F))
+        else:  # ψ per atom (several structures in one graph): both rows of Kt, each the computation above
+            both = [jnp.sum(query[species].astype(f32) * key[r].astype(f32), axis=-1) / np.float32(np.sqrt(F))
+                    for r in (0, 1)]  # fmt: skip
+            logits = jnp.where(row == 1, both[1], both[0])
         alpha = jnp.where(node_mask, softplus32(logits), f32(0))
         total = jnp.sum(alpha) if global_sum is None else global_sum(f"{self.module_name}/alpha", alpha)
         total = jnp.where(total > 0, total, f32(1))
