@@ -274,6 +274,8 @@ def main(argv=None) -> int:
                 if proc.returncode != 0 or not os.path.exists(out):
                     rec.update(status="failed", returncode=proc.returncode,
                                error=(proc.stderr or proc.stdout)[-3000:] or f"exit status {proc.returncode}")
+                    if os.path.exists(out + ".failed.json"):  # a compiled torch side: every attempt and its parity
+                        rec.update(json.load(open(out + ".failed.json")))
                 else:
                     rec.update(json.load(open(out)), status="ok", side=name)
                     alt = rec.pop("alt", None)
@@ -325,6 +327,16 @@ def _cpu_name() -> str:
     return platform.processor()
 
 
+def _mode(side: str, rs: list) -> str:
+    """eager or compiled, and how: ours is always jit-compiled by XLA."""
+    if side.startswith("ours"):
+        return "compiled (jax.jit, XLA)"
+    if "eager" in side:
+        return "eager"
+    backends = {r.get("compile_backend") for r in rs if r.get("status") == "ok"}
+    return "compiled (" + ", ".join(sorted(b for b in backends if b)) + ")" if backends - {None} else "compiled"
+
+
 def summarise(records: list) -> list:
     """One row per (system, malloc, side): pooled timings, parity against the first JAX side, ratios."""
     rows = []
@@ -336,7 +348,7 @@ def summarise(records: list) -> list:
     for system, tuned, side in keys:
         rs = [r for r in records if (r["system"], r["malloc_tuned"], r["side"]) == (system, tuned, side)]
         ok = [r for r in rs if r["status"] == "ok"]
-        row = dict(system=system, malloc_tuned=tuned, side=side, runs=len(rs), ok=len(ok))
+        row = dict(system=system, malloc_tuned=tuned, side=side, runs=len(rs), ok=len(ok), mode=_mode(side, rs))
         if ok:
             times = [t for r in ok for t in r["times_s"]]
             cpu = [t for r in ok for t in r.get("cpu_times_s", [])]
@@ -350,8 +362,14 @@ def summarise(records: list) -> list:
                        num_atoms=ok[0].get("num_atoms"), energy=ok[0]["energy"],
                        load=[r["load_start"][0] for r in ok])  # fmt: skip
             row["_forces"] = np.asarray(ok[0]["forces"]) if "forces" in ok[0] else None
+            if ok[0].get("parity_vs_eager") is not None:
+                row["parity_vs_eager"] = [r.get("parity_vs_eager") for r in ok]
+                row["compile_errors"] = ok[0].get("compile_errors")
         else:
             row["error"] = rs[0].get("error", "")[-500:]
+            if rs[0].get("compile_errors") is not None:
+                row["compile_errors"] = rs[0]["compile_errors"]
+                row["parity_vs_eager"] = [r.get("parity_vs_eager") for r in rs]
         rows.append(row)
     for system, tuned in dict.fromkeys((r["system"], r["malloc_tuned"]) for r in rows):
         group = [r for r in rows if r["system"] == system and r["malloc_tuned"] == tuned and r["ok"]]
@@ -394,25 +412,41 @@ def report(meta: dict, rows: list, md_rows: list = ()) -> str:
     L.append("")
     L.append("Malloc settings ('tuned'): " + ", ".join(f"`{k}={v}`" for k, v in meta["malloc_env"].items()) + ".")
     L.append("")
-    L.append("| system | malloc | side | ms per call: median (min–max) | calls | load | × fastest so3krates-torch "
+    L.append("| system | malloc | side | mode | ms per call: median (min–max) | calls | load | × fastest so3krates-torch "
              "(median; min) | process CPU ms per call (median) | ΔE/atom vs ours (eV) | max ΔF (eV/Å) | "
              "compile s (wall / CPU) | XLA_FLAGS |")  # fmt: skip
-    L.append("|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|")
+    L.append("|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|")
     for r in rows:
         if not r["ok"]:
-            L.append(f"| {r['system']} | {'tuned' if r['malloc_tuned'] else 'plain'} | {r['side']} | failed |"
+            L.append(f"| {r['system']} | {'tuned' if r['malloc_tuned'] else 'plain'} | {r['side']} | {r.get('mode', '')} | failed |"
                      + " |" * 8)
             continue
         sp = (f"{r['speedup_vs_fastest_torch']:.2f}; {r['speedup_vs_fastest_torch_min']:.2f}"
               if "speedup_vs_fastest_torch" in r else "")  # fmt: skip
         comp = ", ".join(f"{c:.1f} / {cc:.1f}" for c, cc in zip(r["compile_s"], r["compile_cpu_s"]) if c is not None)
         L.append(
-            f"| {r['system']} | {'tuned' if r['malloc_tuned'] else 'plain'} | {r['side']} | "
+            f"| {r['system']} | {'tuned' if r['malloc_tuned'] else 'plain'} | {r['side']} | {r.get('mode', '')} | "
             f"{r['median_ms']:.1f} ({r['min_ms']:.1f}–{r['max_ms']:.1f}) | {r['calls']} | "
             f"{', '.join(f'{x:.1f}' for x in r['load'])} | {sp} | {r.get('cpu_median_ms', float('nan')):.1f} | "
             f"{_fmt(r.get('energy_diff_per_atom_ev'), '+.4f')} | "
             f"{_fmt(r.get('max_force_diff_ev_a'), '.1e')} | {comp} | {r.get('xla_flags') or ''} |"
         )  # fmt: skip
+    comp_rows = [r for r in rows if r.get("compile_errors") is not None or r.get("parity_vs_eager")]
+    if comp_rows:
+        L += ["", "## so3krates-torch compiled: parity against eager, before any timing", "",
+              "Each compiled worker first runs the eager model on the same batch; a compiled model counts only if it "
+              "reproduces eager's energy (|ΔE| ≤ 1e-6 |E|) and forces (max |ΔF| ≤ 1e-4 eV/Å). torch.compile "
+              "(inductor) is tried first, then torch.jit.script, then torch.jit.trace.", "",
+              "| system | side | attempt | abs ΔE vs eager (eV) | max abs ΔF vs eager (eV/Å) | first call s | result |",
+              "|---|---|---|---:|---:|---:|---|"]  # fmt: skip
+        for r in comp_rows:
+            par = next((p for p in (r.get("parity_vs_eager") or []) if p), {}) or {}
+            errs = r.get("compile_errors") or {}
+            for b in dict.fromkeys(list(par) + list(errs)):
+                q = par.get(b, {})
+                res = "parity ok" if q.get("ok") else " ".join(errs.get(b, "").replace("|dE|", "abs dE").replace("|dF|", "abs dF").replace("|", "/").split())[:600]
+                L.append(f"| {r['system']} | {r['side']} | {b} | {_fmt(q.get('energy_abs_diff'), '.3g')} | "
+                         f"{_fmt(q.get('max_force_diff_ev_a'), '.3g')} | {_fmt(q.get('compile_s'), '.1f')} | {res} |")
     flop_rows = [r for r in rows if r.get("ok") and r.get("flops") and r["side"].startswith("ours")]
     if flop_rows:
         L += ["", "## FLOPs and achieved rate (ours)", "",

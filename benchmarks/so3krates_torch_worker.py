@@ -8,7 +8,10 @@ The structure comes from the driver as an ``.npz`` (positions, species, box). Th
 range) are built once by so3krates-torch's own data pipeline, outside the timed region, as ours are; each timed call
 is ``model(batch)`` with forces from autograd (a fresh clone of the batch is made before the timer starts). Modes:
 ``eager``, and ``compiled`` (``torch.compile`` of the model, default inductor backend, ``dynamic=False``; its first
-calls compile and are excluded).
+calls compile and are excluded). In compiled mode the eager model runs first on the same batch and the compiled one
+must reproduce its energy and forces to float32 rounding (``PARITY_ENERGY_REL``, ``PARITY_FORCE_ABS``) before any
+call is timed. Should ``torch.compile`` fail, ``torch.jit.script`` and then ``torch.jit.trace`` are tried; the
+exact error of every failed attempt is recorded (``compile_errors``) and ``compile_backend`` names what ran.
 """
 
 from __future__ import annotations
@@ -23,6 +26,12 @@ import time
 # run as a script, this folder comes first on sys.path, and its profile.py would shadow the standard library's
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)
+
+
+# compiled against eager, same batch: |ΔE| ≤ 1e-6 |E| (a few float32 ulps of the total energy) and
+# max |ΔF| ≤ 1e-4 eV/Å (float32 rounding of a reordered sum over ~10^2-10^3 edge terms of O(1-10) eV/Å)
+PARITY_ENERGY_REL = 1e-6
+PARITY_FORCE_ABS = 1e-4
 
 
 def main(argv=None) -> int:
@@ -64,8 +73,7 @@ def main(argv=None) -> int:
     batch = calc._atoms_to_batch(atoms)  # neighbour lists (short and long range), outside the timed region
     nbr_s = time.perf_counter() - t
     fn = model
-    if args.mode == "compiled":
-        fn = torch.compile(model, dynamic=False)
+    extra: dict = {}
 
     def call():
         b = batch.clone().to_dict()
@@ -76,6 +84,49 @@ def main(argv=None) -> int:
         return time.perf_counter() - t, out["energy"].detach(), f
 
     cpu: list = []
+
+    if args.mode == "compiled":
+        _, e_ref, f_ref = call()  # the eager model, the parity reference
+        e_ref, f_ref = float(e_ref.sum()), np.asarray(f_ref, dtype=np.float64).reshape(-1, 3)
+        errors, parity = {}, {}
+        for backend in ("torch.compile (inductor)", "torch.jit.script", "torch.jit.trace"):
+            try:
+                if backend.startswith("torch.compile"):
+                    fn = torch.compile(model, dynamic=False)
+                elif backend == "torch.jit.script":
+                    fn = torch.jit.script(model)
+                else:
+                    traced = torch.jit.trace(_NoStress(model), (batch.clone().to_dict(),), strict=False,
+                                             check_trace=False)  # fmt: skip
+                    fn = _traced_call(traced)
+                t, tc = time.perf_counter(), time.process_time()
+                _, e_c, f_c = call()
+                compile_s, compile_cpu_s = time.perf_counter() - t, time.process_time() - tc
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded with its exact message
+                errors[backend] = f"{type(exc).__name__}: {exc}"[-2000:]
+                print(f"{backend} failed: {errors[backend]}", file=sys.stderr)
+                fn = model
+                continue
+            de = abs(float(e_c.sum()) - e_ref)
+            df = float(np.abs(np.asarray(f_c, dtype=np.float64).reshape(-1, 3) - f_ref).max())
+            ok = de <= PARITY_ENERGY_REL * abs(e_ref) and df <= PARITY_FORCE_ABS
+            parity[backend] = dict(energy_eager=e_ref, energy_compiled=float(e_c.sum()), energy_abs_diff=de,
+                                   max_force_diff_ev_a=df, energy_rel_tol=PARITY_ENERGY_REL,
+                                   force_abs_tol=PARITY_FORCE_ABS, ok=ok, compile_s=compile_s)  # fmt: skip
+            print(f"{backend}: compiled vs eager |dE| {de:.3g} eV (E {e_ref:.6g}), max |dF| {df:.3g} eV/A",
+                  file=sys.stderr)  # fmt: skip
+            if ok:
+                break
+            errors[backend] = (f"parity against eager failed: abs dE {de:.4g} eV (tolerance "
+                               f"{PARITY_ENERGY_REL * abs(e_ref):.3g}), max abs dF {df:.4g} eV/A (tolerance "
+                               f"{PARITY_FORCE_ABS:g})")  # fmt: skip
+            fn = model
+        else:
+            with open(args.out + ".failed.json", "w") as fh:
+                json.dump(dict(compile_errors=errors, parity_vs_eager=parity), fh, indent=1)
+            raise SystemExit("no compiled mode reproduces eager: " + json.dumps(errors))
+        extra = dict(compile_backend=backend, compile_errors=errors, compile_s=compile_s, compile_cpu_s=compile_cpu_s,
+                     parity_vs_eager=parity)
 
     t = time.perf_counter()
     first, e, f = call()
@@ -90,11 +141,33 @@ def main(argv=None) -> int:
         num_atoms=len(atoms), versions=dict(torch=torch.__version__, so3krates_torch=getattr(
             so3krates_torch, "__version__", None) or _dist_version("so3krates-torch")),
         torch_threads=torch.get_num_threads(), r_max=float(calc.r_max), r_max_lr=args.r_max_lr,
-        lr_damping=args.lr_damping, dtype=str(next(model.parameters()).dtype),
+        lr_damping=args.lr_damping, dtype=str(next(model.parameters()).dtype), **extra,
     )  # fmt: skip
     with open(args.out, "w") as fh:
         json.dump(res, fh)
     return 0
+
+
+def _NoStress(model):
+    """The model with ``compute_stress=False`` bound: a traced function takes tensors (and dicts of them) only."""
+    import torch
+
+    class NoStress(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, data):
+            return self.m(data, compute_stress=False)
+
+    return NoStress(model)
+
+
+def _traced_call(traced):
+    def fn(data, compute_stress=False):
+        return traced(data)
+
+    return fn
 
 
 def _md(args, atoms, calc) -> int:
