@@ -136,11 +136,17 @@ def build_graph(
         vectors = vectors[selection]
         keep = slot_mask  # compaction keeps the order, so `is_sorted` still holds
 
-    stand_in = 2.0 * (cutoff if cutoff is not None else 1.0)
-    safe = jnp.zeros(3, position.dtype).at[-1].set(stand_in)
-    vectors = jnp.where(keep[:, None], vectors, safe[: vectors.shape[-1]])
-    distances = jnp.sqrt(jnp.sum(vectors**2, axis=-1))
+    vectors, distances = safe_geometry(vectors, keep, cutoff)
     return Graph(centers, neighbors, vectors, distances, keep, overflow, N, is_sorted, pairs)
+
+
+def safe_geometry(vectors: jnp.ndarray, keep: jnp.ndarray, cutoff: Optional[float]) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Edge vectors with every entry not kept replaced by the safe stand-in (length 2·cutoff, or 2 without a cutoff),
+    and their lengths d_ij (see the module docstring)."""
+    stand_in = 2.0 * (cutoff if cutoff is not None else 1.0)
+    safe = jnp.zeros(3, vectors.dtype).at[-1].set(stand_in)
+    vectors = jnp.where(keep[:, None], vectors, safe[: vectors.shape[-1]])
+    return vectors, jnp.sqrt(jnp.sum(vectors**2, axis=-1))
 
 
 def closest_pair(

@@ -38,9 +38,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from so3krates_hk.graph import Graph
+from so3krates_hk.graph import Graph, safe_geometry
 from so3krates_hk.models import LongRangePairs, so3lr_energy
-from so3krates_hk.physics.dipole import atomic_masses
+from so3krates_hk.physics.dipole import dipole_moments
 
 
 def ladder(n: int, smallest: int = 8) -> int:
@@ -163,9 +163,7 @@ def _graph(R, pairs, shifts, deformation, segment, cutoff: float, node_mask, as_
     vectors = jnp.einsum("pab,pb->pa", deformation[segment[i]], vectors)
     d2 = jnp.sum(vectors**2, axis=-1)
     keep = (centers < A) & node_mask[i] & node_mask[j] & (d2 > 0) & (d2 < cutoff**2)
-    safe = jnp.zeros(3, R.dtype).at[-1].set(2.0 * cutoff)
-    vectors = jnp.where(keep[:, None], vectors, safe)
-    distances = jnp.sqrt(jnp.sum(vectors**2, axis=-1))
+    vectors, distances = safe_geometry(vectors, keep, cutoff)
     centers = jnp.where(keep, centers, A)
     neighbors = jnp.where(keep, neighbors, A)
     return Graph(centers, neighbors, vectors, distances, keep, jnp.zeros((), bool), A, False, as_pairs)
@@ -194,12 +192,7 @@ def energies_fn(config, width: int, one_by_one: bool = True) -> Callable:
         per_atom = jnp.where(mask, per_atom, 0.0)
         energy = jax.ops.segment_sum(per_atom, segment, num_segments)
         q = aux["partial_charges"]
-        m = jnp.where(mask, atomic_masses(Z, R.dtype), 0.0)
-        center = jax.ops.segment_sum(m[:, None] * R, segment, num_segments) / jnp.maximum(
-            jax.ops.segment_sum(m, segment, num_segments), 1e-30
-        )[:, None]
-        r = jnp.where(mask[:, None], R - center[segment], 0.0)
-        dipole = jax.ops.segment_sum(q[:, None] * r, segment, num_segments)
+        dipole = dipole_moments(q, R, Z, segment, num_segments, mask)
         out = dict(energy=energy, charges=q, hirshfeld_ratios=aux["hirshfeld_ratios"], dipole=dipole)
         return jnp.sum(energy), out
 

@@ -17,6 +17,7 @@ Masses are the standard atomic weights (u) used by ASE (``ase.data.atomic_masses
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 # Standard atomic weights, u, Z = 0 … 99 (index 0 is a placeholder); the values of ase.data.atomic_masses.
@@ -54,4 +55,19 @@ def dipole_moment(charges: jnp.ndarray, position: jnp.ndarray, atomic_numbers: j
     return jnp.sum(q[:, None] * r, axis=0)
 
 
-__all__ = ["ATOMIC_MASSES", "atomic_masses", "center_of_mass", "dipole_moment"]
+def dipole_moments(charges: jnp.ndarray, position: jnp.ndarray, atomic_numbers: jnp.ndarray, segment: jnp.ndarray,
+                   num_segments: int, node_mask=None) -> jnp.ndarray:  # fmt: skip
+    """μ_s = Σ_{i∈s} q_i (r_i − R_c,s) of several structures in one array (atom i in structure ``segment[i]``), each
+    about its own centre of mass; masked atoms contribute exactly zero. (num_segments, 3)."""
+    masses = atomic_masses(atomic_numbers, position.dtype)
+    m = masses if node_mask is None else jnp.where(node_mask, masses, 0.0)
+    total = jax.ops.segment_sum(m, segment, num_segments)
+    center = jax.ops.segment_sum(m[:, None] * position, segment, num_segments) / jnp.maximum(total, 1e-30)[:, None]
+    r = position - center[segment]
+    q = charges
+    if node_mask is not None:
+        r, q = jnp.where(node_mask[:, None], r, 0.0), jnp.where(node_mask, charges, 0.0)
+    return jax.ops.segment_sum(q[:, None] * r, segment, num_segments)
+
+
+__all__ = ["ATOMIC_MASSES", "atomic_masses", "center_of_mass", "dipole_moment", "dipole_moments"]
