@@ -17,6 +17,13 @@ the converter transposes them; docs/model.md, "Interaction layer").
 Both filters are symmetric in (i, j): β and φ depend on d_ij, and c(ε_j − ε_i) is quadratic. Edges therefore come as
 unordered pairs {i, j} (``graph.build_graph(pairs=True)``): the filter networks, which carry ~90 % of the FLOPs, run
 once per pair, and the coefficients and messages are formed for both directions, with Y(r̂_ji) = (−1)^l Y(r̂_ij).
+
+How it is evaluated (same numbers, chosen by measurement on CPU, ``benchmarks/NOTES.md``): the per-pair work is
+bound by memory traffic, so the formulation keeps the number of full (pairs × F) passes low. The radial and
+spherical filters of one family share their output layer as one product, [act(β R1a + r1a) | act(g S1a + s1a)]
+[R1b; S1b] + (r1b + s1b); sums over a head's or a degree's block are reductions of a (pairs, blocks, width) view.
+On jaxlib 0.4.x (the chemtrain environment) the per-pair terms are also recomputed in the backward pass rather than
+stored, keeping only the products with weight matrices (``recompute``); newer XLA runs the stored version faster.
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from so3krates_hk.layers.dense import Activation, two_layer_filter
-from so3krates_hk.layers.harmonics import degree_contraction, expand_degrees
+from so3krates_hk._cpu_runtime import jaxlib_version, _version_tuple
+from so3krates_hk.layers.dense import Activation
+from so3krates_hk.layers.harmonics import degree_contraction
 
 
 class EdgeFeatures(NamedTuple):
@@ -78,6 +86,38 @@ def _block_diagonal(blocks: jnp.ndarray) -> jnp.ndarray:
     return jnp.einsum("bio,bc->bico", blocks, eye).reshape(b * n_in, b * n_out)
 
 
+class _DenseParams(hk.Module):
+    """The parameters of ``hk.Linear`` (``w`` [in, out], ``b`` [out], same names and initialisers), returned rather
+    than applied, so that two filters can share one product."""
+
+    def __init__(self, out: int, name: str):
+        super().__init__(name=name)
+        self.out = out
+
+    def __call__(self, fan_in: int, dtype) -> tuple[jnp.ndarray, jnp.ndarray]:
+        w_init = hk.initializers.TruncatedNormal(1.0 / np.sqrt(fan_in))
+        return (hk.get_parameter("w", [fan_in, self.out], dtype, init=w_init),
+                hk.get_parameter("b", [self.out], dtype, init=jnp.zeros))  # fmt: skip
+
+
+def block_sum(a: jnp.ndarray, blocks: int) -> jnp.ndarray:
+    """(P, blocks·w) → (P, blocks): the sum over each contiguous block of the last axis."""
+    return a.reshape(a.shape[0], blocks, -1).sum(-1)
+
+
+def block_scale(coeff: jnp.ndarray, a: jnp.ndarray) -> jnp.ndarray:
+    """(P, blocks), (P, blocks·w) → (P, blocks·w): each block of ``a`` times its coefficient."""
+    p, blocks = coeff.shape
+    return (coeff[:, :, None] * a.reshape(p, blocks, -1)).reshape(a.shape)
+
+
+def recompute_by_default() -> bool:
+    """Recompute the per-pair terms in the backward pass: on jaxlib 0.4.x with the CPU backend, where it measured
+    faster (chemtrain environment); elsewhere the stored version is faster or unmeasured."""
+    version = jaxlib_version()
+    return version is not None and _version_tuple(version) < (0, 5, 0) and jax.default_backend() == "cpu"
+
+
 def _block_matrix(name: str, blocks: int, width: int, dtype) -> jnp.ndarray:
     return hk.get_parameter(
         name, [blocks, width, width], dtype, init=hk.initializers.VarianceScaling(1.0, "fan_in", "truncated_normal")
@@ -94,6 +134,7 @@ class EuclideanAttention(hk.Module):
         degrees: Sequence[int],
         avg_num_neighbors: float,
         activation: Activation,
+        recompute: Optional[bool] = None,
         name: Optional[str] = "attention_block",
     ):
         super().__init__(name=name)
@@ -109,48 +150,53 @@ class EuclideanAttention(hk.Module):
         self.degrees = tuple(degrees)
         self.avg_num_neighbors = avg_num_neighbors
         self.activation = activation
+        self.recompute = recompute  # None: ``recompute_by_default()``
 
     def __call__(self, x: jnp.ndarray, ev: jnp.ndarray, edges: EdgeFeatures):
         F, H, G = self.num_features, self.num_heads, len(self.degrees)
         dh, dg = F // H, F // G
-        N, P = x.shape[0], edges.centers.shape[0]
-        i, j = edges.centers, edges.neighbors
-        act = self.activation
-
-        # block-diagonal queries, keys, values per atom, each gathered at both pair ends (separate contiguous
-        # gathers: slicing one concatenated gather is several times slower on CPU).
         dtype = x.dtype
+        K = edges.rbf.shape[-1]
+        recompute = recompute_by_default() if self.recompute is None else self.recompute
+
+        # block-diagonal queries, keys, values per atom (one dense product each keeps the row-major (N, F) layout
+        # that the per-pair gathers read fastest).
         q1, k1, v1 = (x @ _block_diagonal(_block_matrix(w, H, dh, dtype)) for w in ("Wq1", "Wk1", "Wv1"))
         q2, k2 = (x @ _block_diagonal(_block_matrix(w, G, dg, dtype)) for w in ("Wq2", "Wk2"))
-        q1_i, k1_i, v1_i, q2_i, k2_i = (a[i] for a in (q1, k1, v1, q2, k2))
-        q1_j, k1_j, v1_j, q2_j, k2_j = (a[j] for a in (q1, k1, v1, q2, k2))
-        ev_i, ev_j = ev[i], ev[j]
+        filters = {}
+        for f in (1, 2):
+            ra, rb = (_DenseParams(F, f"radial_filter{f}_layer_{k}")(n, dtype) for k, n in ((1, K), (2, F)))
+            sa, sb = (_DenseParams(d, f"spherical_filter{f}_layer_{k}")(n, dtype)
+                      for k, (n, d) in ((1, (G, F // 4)), (2, (F // 4, F))))  # fmt: skip
+            # the two output layers as one product: [h_radial | h_spherical] [R_b; S_b] + (r_b + s_b)
+            filters[f] = (ra, sa, jnp.concatenate([rb[0], sb[0]], axis=0), rb[1] + sb[1])
+        act = jax.checkpoint(self.activation) if recompute else self.activation
+        degree_expand = jnp.asarray(_degree_indicator(self.degrees), dtype)  # (G, Σ(2l+1))
+        parity = jnp.asarray(degree_parity(self.degrees), dtype)
+        nbar = self.avg_num_neighbors
 
-        # filters, once per pair: radial (from β) + spherical (from the invariants of ε_j − ε_i).
-        g = degree_contraction(ev_j - ev_i, self.degrees)
-        w1 = two_layer_filter(edges.rbf, F, F, act, ("radial_filter1_layer_1", "radial_filter1_layer_2"))
-        w1 = w1 + two_layer_filter(g, F // 4, F, act, ("spherical_filter1_layer_1", "spherical_filter1_layer_2"))
-        w2 = two_layer_filter(edges.rbf, F, F, act, ("radial_filter2_layer_1", "radial_filter2_layer_2"))
-        w2 = w2 + two_layer_filter(g, F // 4, F, act, ("spherical_filter2_layer_1", "spherical_filter2_layer_2"))
+        def filter_fn(f, rbf, g):
+            (ra, rab), (sa, sab), w_out, b_out = filters[f]
+            h = jnp.concatenate([act(rbf @ ra + rab), act(g @ sa + sab)], axis=-1)
+            return h @ w_out + b_out
 
-        # attention coefficients for both directions: φ/n̄ · Σ_a q_i w_ij k_j (no softmax) and i ↔ j. The sums over
-        # a block and the broadcasts back are products with 0/1 block-indicator matrices (dots vectorise on CPU).
-        scale = (edges.cut / self.avg_num_neighbors)[:, None]
-        hp = jax.lax.Precision.HIGHEST
-        head_sum = jnp.asarray(np.kron(np.eye(H), np.ones((dh, 1))), dtype)  # (F, H)
-        deg_sum = jnp.asarray(np.kron(np.eye(G), np.ones((dg, 1))), dtype)  # (F, G)
-        a1_ij = jnp.dot(q1_i * w1 * k1_j, head_sum, precision=hp) * scale
-        a1_ji = jnp.dot(q1_j * w1 * k1_i, head_sum, precision=hp) * scale
-        a2_ij = jnp.dot(q2_i * w2 * k2_j, deg_sum, precision=hp) * scale
-        a2_ji = jnp.dot(q2_j * w2 * k2_i, deg_sum, precision=hp) * scale
+        def pair_terms(i, j, rbf, cut, ylm):
+            q1_i, k1_i, v1_i, q2_i, k2_i, ev_i = (a[i] for a in (q1, k1, v1, q2, k2, ev))
+            q1_j, k1_j, v1_j, q2_j, k2_j, ev_j = (a[j] for a in (q1, k1, v1, q2, k2, ev))
+            # filters, once per pair: radial (from β) + spherical (from the invariants of ε_j − ε_i).
+            g = degree_contraction(ev_j - ev_i, self.degrees)
+            w1, w2 = filter_fn(1, rbf, g), filter_fn(2, rbf, g)
+            # attention coefficients for both directions: φ/n̄ · Σ_a q_i w_ij k_j (no softmax) and i ↔ j.
+            scale = (cut / nbar)[:, None]
+            a1_ij = block_sum(q1_i * w1 * k1_j, H) * scale
+            a1_ji = block_sum(q1_j * w1 * k1_i, H) * scale
+            a2_ij = block_sum(q2_i * w2 * k2_j, G) * scale
+            a2_ji = block_sum(q2_j * w2 * k2_i, G) * scale
+            # aggregation: atom i receives from j along r_ij, atom j from i along r_ji = −r_ij.
+            dx = pair_segment_sum(block_scale(a1_ij, v1_j), block_scale(a1_ji, v1_i), edges)
+            dev = pair_segment_sum((a2_ij @ degree_expand) * ylm, (a2_ji @ degree_expand) * (ylm * parity), edges)
+            return dx, dev
 
-        # aggregation: atom i receives from j along r_ij, atom j from i along r_ji = −r_ij.
-        head_expand = head_sum.T  # (H, F)
-        deg_expand = jnp.asarray(_degree_indicator(self.degrees), dtype)  # (G, Σ(2l+1))
-        dx = pair_segment_sum(jnp.dot(a1_ij, head_expand, precision=hp) * v1_j,
-                              jnp.dot(a1_ji, head_expand, precision=hp) * v1_i, edges)  # fmt: skip
-        y_ij = edges.ylm
-        y_ji = y_ij * jnp.asarray(degree_parity(self.degrees), y_ij.dtype)
-        dev = pair_segment_sum(jnp.dot(a2_ij, deg_expand, precision=hp) * y_ij,
-                               jnp.dot(a2_ji, deg_expand, precision=hp) * y_ji, edges)  # fmt: skip
-        return dx, dev
+        if recompute:  # keep only the products with weight matrices for the backward pass
+            pair_terms = jax.checkpoint(pair_terms, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
+        return pair_terms(edges.centers, edges.neighbors, edges.rbf, edges.cut, edges.ylm)
