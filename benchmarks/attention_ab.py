@@ -1,0 +1,80 @@
+"""Same-process, interleaved A/B of two implementations of the attention layer inside pretrained SO3LR.
+
+    python -m benchmarks.attention_ab --baseline OLD_ATTENTION_PY [--systems dha,bb,water-1536] [--repeats 20]
+
+``OLD_ATTENTION_PY`` is a copy of ``so3krates_hk/layers/attention.py`` from another revision (e.g.
+``git show REV:so3krates_hk/layers/attention.py > /tmp/attention_old.py``). Both programs (SO3LR energy+forces,
+float32, neighbour lists outside the timing) are built and compiled in this process, then called in alternation, so
+a change of machine load hits both alike. Prints |ΔE|, max |ΔF| between them, the medians (min) and the ratio, and
+appends one JSON record per system to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import time
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--baseline", required=True, help="path of the other attention.py")
+    p.add_argument("--systems", default="dha,bb,water-1536")
+    p.add_argument("--repeats", type=int, default=20)
+    p.add_argument("--out", default=None, help="JSON-lines file to append to")
+    args = p.parse_args(argv)
+
+    import jax
+
+    import so3krates_hk.layers.attention as current
+    import so3krates_hk.layers.block as block
+    from benchmarks import jax_models
+    from benchmarks.systems import build_system
+
+    spec = importlib.util.spec_from_file_location("baseline_attention", args.baseline)
+    baseline = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(baseline)
+    variants = {"baseline": baseline.EuclideanAttention, "current": current.EuclideanAttention}
+    for name in args.systems.split(","):
+        system = build_system(name)
+        calls, compile_s = {}, {}
+        for label, cls in variants.items():
+            block.EuclideanAttention = cls  # the model is built (and traced) anew for each variant
+            m = jax_models.build("so3lr", system, "float32")
+            ef = jax.jit(jax.value_and_grad(lambda p, r, nb, m=m: m.energy(p, r, **nb), argnums=1))
+            t = time.perf_counter()
+            c = ef.lower(m.params, m.position, m.neighbors).compile()
+            compile_s[label] = time.perf_counter() - t
+            calls[label] = lambda c=c, m=m: c(m.params, m.position, m.neighbors)
+        block.EuclideanAttention = current.EuclideanAttention
+        outs = {k: jax.block_until_ready(f()) for k, f in calls.items()}
+        d_e = abs(float(outs["baseline"][0] - outs["current"][0]))
+        d_f = float(abs(outs["baseline"][1] - outs["current"][1]).max())
+        times = {k: [] for k in calls}
+        for _ in range(args.repeats):
+            for k, f in calls.items():
+                t = time.perf_counter()
+                jax.block_until_ready(f())
+                times[k].append(time.perf_counter() - t)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rec = dict(system=name, jax=jax.__version__, repeats=args.repeats, abs_dE_eV=d_e, max_abs_dF_eV_per_A=d_f,
+                   median_s=med, min_s={k: min(v) for k, v in times.items()},
+                   max_s={k: max(v) for k, v in times.items()}, compile_s=compile_s,
+                   speedup=med["baseline"] / med["current"], loadavg=os.getloadavg(),
+                   malloc={k: os.environ.get(k) for k in ("MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_",
+                                                          "MALLOC_MMAP_THRESHOLD_")},
+                   xla_flags=os.environ.get("XLA_FLAGS"))  # fmt: skip
+        print(f"JAX {jax.__version__} {name:11s} |dE| {d_e:.1e} eV, max |dF| {d_f:.1e} eV/A; "
+              + "; ".join(f"{k} {1e3 * med[k]:.2f} ms (min {1e3 * min(times[k]):.2f})" for k in calls)
+              + f"; baseline/current {rec['speedup']:.3f}; load {rec['loadavg'][0]:.2f}", flush=True)  # fmt: skip
+        if args.out:
+            with open(args.out, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
