@@ -185,6 +185,15 @@ def test_staged_model_with_periodic_images(x64, tmp_path, kind):
     assert abs(e - e_ref) / len(R) <= TOL_E, (e, e_ref)
     assert np.max(np.abs(F - f_ref)) <= TOL_F, np.max(np.abs(F - f_ref))
     assert np.max(np.abs(f[len(R):])) > 1e-6  # ghost rows carry forces: the fold matters
+    if kind == "so3lr":  # long-range pairs: owned–owned once (multiplicity 1), owned–ghost on the owned end (½)
+        inp = model._inputs(X, Z[tags], len(R))
+        idx, w, O = np.asarray(inp["lr_idx"]), np.asarray(inp["lr_weight"]), inp["O"]
+        real = idx[1] < O + inp["G"]
+        centre, nb, w = idx[1][real], idx[0][real], w[real]
+        both_owned = nb < O
+        assert np.all(centre < O) and both_owned.any() and (~both_owned).any()
+        assert np.all(nb[both_owned] < centre[both_owned])
+        assert np.all(w[both_owned] == 1.0) and np.all(w[~both_owned] == 0.5)
     _check_stage_parameter_names(model, X, Z[tags], len(R))
 
 
@@ -216,7 +225,7 @@ def _check_stage_parameter_names(model, X, species, n_owned):
         model._p_heads)
     if model.spec.kind == "so3lr":
         assert names(tr["pairs"], inp["R"], inp["Z"], z(A, dt), z(A, dt), inp["sr_idx"], inp["lr_idx"],
-                     inp["node_mask"], inp["owned"]) == set(model._p_pairs)  # fmt: skip
+                     inp["lr_weight"], inp["node_mask"], inp["owned"]) == set(model._p_pairs)  # fmt: skip
     layers = [{k.replace("layers_0/", f"layers_{t}/") for k in p} for t, p in enumerate(model._p_layers)]
     assert set().union(set(model._p_embed), set(model._p_heads), set(model._p_pairs), *layers) == set(model.params)
     assert all(len(p) for p in model._p_layers)

@@ -235,12 +235,13 @@ class LocalModel:
                 q = h = jnp.zeros(mask_o.shape, x_o.dtype)
             return (jnp.sum(jnp.where(mask_o, e_nn, 0.0)), q, h), recorded
 
-        def pair_terms(R, species, q, h, sr_idx, lr_idx, node_mask, owned):
+        def pair_terms(R, species, q, h, sr_idx, lr_idx, lr_weight, node_mask, owned):
             """Σ_owned E^zbl_i + E^el_i + E^disp_i (SO3LR)."""
             graph = build_graph(displacement, R, _Pairs(sr_idx), r_c, node_mask, sr_idx.shape[1], pairs=True)
             lr = None
             if spec.lr_cutoff is not None:
-                lr = LongRangePairs(build_graph(displacement, R, _Pairs(lr_idx), spec.lr_cutoff, node_mask, None), 0.5)
+                lr_graph = build_graph(displacement, R, _Pairs(lr_idx), spec.lr_cutoff, node_mask, None)
+                lr = LongRangePairs(lr_graph, lr_weight)  # per-pair multiplicity: 1 owned–owned, ½ owned–ghost
             e_zbl, e_el, e_disp = so3lr_pair_terms(so3lr_config, species, graph, lr, q, h)
             return jnp.sum(jnp.where(owned, e_zbl + e_el + e_disp, 0.0))
 
@@ -255,8 +256,9 @@ class LocalModel:
             return jax.vjp(lambda x, d: t_heads.apply(p, x, species_o, mask_o, charge, dict(ext_static, **d)),
                            x_o, ext_dyn)  # fmt: skip
 
-        def pairs_vjp(p, R, species, q, h, sr_idx, lr_idx, node_mask, owned):
-            return jax.vjp(lambda R_, q_, h_: t_pairs.apply(p, R_, species, q_, h_, sr_idx, lr_idx, node_mask, owned),
+        def pairs_vjp(p, R, species, q, h, sr_idx, lr_idx, lr_weight, node_mask, owned):
+            return jax.vjp(lambda R_, q_, h_: t_pairs.apply(p, R_, species, q_, h_, sr_idx, lr_idx, lr_weight, node_mask,
+                                                            owned),
                            R, q, h)  # fmt: skip
 
         self._embed = jax.jit(t_embed.apply)
@@ -292,12 +294,16 @@ class LocalModel:
         i, j = sr["i"].astype(np.int64), sr["j"].astype(np.int64)
         keep = (j >= n_owned) | (j < i)  # owned–owned pairs come twice; i == j (distance 0) never
         sr = np.stack([np.minimum(i, j)[keep], np.maximum(i, j)[keep]], 1)
-        if spec.lr_cutoff is not None:  # long range: directed pairs centred on owned atoms (multiplicity ½)
+        if spec.lr_cutoff is not None:
+            # long range, centred on owned atoms: an owned–owned pair once (j < i, multiplicity 1), an owned–ghost
+            # pair on the owned end (multiplicity ½; the ghost's owner counts the other half)
             lr = owned_tree.sparse_distance_matrix(tree, spec.lr_cutoff * (1 + 1e-6), output_type="ndarray")
             i, j = lr["i"].astype(np.int64), lr["j"].astype(np.int64)
-            lr = np.stack([i, j], 1)[i != j]
+            keep = (j >= n_owned) | (j < i)
+            lr = np.stack([i, j], 1)[keep]
+            lr_half = j[keep] >= n_owned
         else:
-            lr = np.zeros((0, 2), np.int64)
+            lr, lr_half = np.zeros((0, 2), np.int64), np.zeros(0, bool)
         cap = self.capacity
         new = dict(owned=_grown(cap["owned"], max(n_owned, 1)), ghost=_grown(cap["ghost"], max(n_ghost, 1)),
                    sr=_grown(cap["sr"], max(len(sr), 1)), lr=_grown(cap["lr"], max(len(lr), 1)))  # fmt: skip
@@ -319,11 +325,14 @@ class LocalModel:
         sr_idx[0, : len(sr)], sr_idx[1, : len(sr)] = row[sr[:, 0]], row[sr[:, 1]]
         lr_idx = np.full((2, new["lr"]), A, np.int32)  # (neighbour j, centre i)
         lr_idx[0, : len(lr)], lr_idx[1, : len(lr)] = row[lr[:, 1]], row[lr[:, 0]]
+        lr_weight = np.zeros(new["lr"])
+        lr_weight[: len(lr)] = np.where(lr_half, 0.5, 1.0)
         self.stats["sr_pairs"] += len(sr)
         self.stats["lr_pairs"] += len(lr)
         dt = self.dtype
         return dict(R=jnp.asarray(R, dt), Z=jnp.asarray(Z), node_mask=jnp.asarray(node_mask),
                     owned=jnp.asarray(owned), sr_idx=jnp.asarray(sr_idx), lr_idx=jnp.asarray(lr_idx),
+                    lr_weight=jnp.asarray(lr_weight, dt),
                     charge=jnp.asarray(self.charge, dt), spin=jnp.asarray(self.spin, dt), O=O, G=G, row=row,
                     n_owned=n_owned, n_ghost=n_ghost)  # fmt: skip
 
@@ -414,7 +423,8 @@ class LocalModel:
         if self.spec.kind == "so3lr":
             q_g, h_g = ghosts_of(jnp.stack([q_o, h_o], 1)).T
             q, h = jnp.concatenate([q_o, q_g]), jnp.concatenate([h_o, h_g])
-            e_pair, vjp_pairs = self._pairs_vjp(self._p_pairs, R, Z, q, h, sr_idx, inp["lr_idx"], node_mask, owned)
+            e_pair, vjp_pairs = self._pairs_vjp(self._p_pairs, R, Z, q, h, sr_idx, inp["lr_idx"], inp["lr_weight"],
+                                                node_mask, owned)  # fmt: skip
             energy += float(e_pair)
             ct_R, ct_q_all, ct_h_all = self._backward(vjp_pairs, jnp.ones((), dt))
             del vjp_pairs  # its intermediates (one per long-range pair) are not needed any more
