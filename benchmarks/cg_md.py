@@ -25,8 +25,10 @@ and the neighbour list is inside the timed region on both sides:
   only if it reproduces eager's energy (|ΔE| ≤ 1e-5 |E|) and forces (max |ΔF| ≤ 1e-4 eV/Å) on the first structure;
   a failure is recorded with its exact error.
 
-Each side runs in its own worker process per system and round, with the same malloc environment
-(``so3krates_hk.cpu_tuning.tuned_env``); rounds alternate the sides. Every worker compiles/warms up first
+Each side runs in its own worker process per system and round, with the same environment: the malloc settings
+(``so3krates_hk.cpu_tuning.tuned_env``) and ``OMP_WAIT_POLICY=PASSIVE`` (``--omp-wait-policy``; torch's OpenMP
+threads otherwise spin-wait, and on a 2-core machine shared with other jobs an eager Allegro call of cg-chain-100
+then took 0.5–1.8 s instead of ~15 ms; XLA:CPU does not use OpenMP); rounds alternate the sides. Every worker compiles/warms up first
 (``--warmup-loops`` loops, not timed), then times ``--loops`` loops of ``--loop-steps`` steps; a loop's throughput is
 N × steps / wall seconds. Rows pool every timed loop of every round: median (min–max).
 
@@ -419,15 +421,18 @@ def report(meta: dict, rows: list, matched: list = ()) -> str:
                      f"{'' if avg is None else format(avg, '.1f')} | {m['edges_per_bead']:.1f} | {m['neighbor_list']} |")
     if meta.get("versions"):
         L += ["", "Versions: " + "; ".join(f"{k}: {v}" for k, v in meta["versions"].items()) + "."]
-    L += ["", f"Malloc environment on every side: {meta.get('malloc_env')}.", "", f"Command: `{meta.get('command')}`"]
+    L += ["", f"Environment of every side: malloc {meta.get('malloc_env')}, OMP_WAIT_POLICY="
+          f"{meta.get('omp_wait_policy')}.", "", f"Command: `{meta.get('command')}`"]
     return "\n".join(L) + "\n"
 
 
 # --------------------------------------------------------------------------------------------------- driver
-def _env() -> dict:
+def _env(omp_wait_policy: str = "PASSIVE") -> dict:
     from so3krates_hk.cpu_tuning import tuned_env
 
     env = tuned_env()
+    if omp_wait_policy:
+        env["OMP_WAIT_POLICY"] = omp_wait_policy
     env["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
     return env
 
@@ -463,7 +468,7 @@ def _write(out_dir, records, a, argv, started, env, up0) -> str:
                 cpu=_cpu_name(), cores=os.cpu_count(), command="python -m benchmarks.cg_md " + " ".join(
                     sys.argv[1:] if argv is None else argv), rounds=a.rounds, loops=a.loops, loop_steps=a.loop_steps,
                 warmup_loops=a.warmup_loops, dt_fs=a.dt_fs, temperature_k=a.temperature, seed=a.seed,
-                malloc_env=MALLOC_ENV, xla_flags_env=env.get("XLA_FLAGS"), uptime_start=up0, uptime_end=_uptime(),
+                malloc_env=MALLOC_ENV, omp_wait_policy=env.get("OMP_WAIT_POLICY"), xla_flags_env=env.get("XLA_FLAGS"), uptime_start=up0, uptime_end=_uptime(),
                 versions=versions)  # fmt: skip
     with open(os.path.join(out_dir, "results.json"), "w") as fh:
         json.dump(dict(meta=meta, summary=summary, matched=matched, records=records), fh, indent=1)
@@ -490,6 +495,10 @@ def main(argv=None) -> int:
     p.add_argument("--dt-fs", type=float, default=2.0, help="time step (fs), both sides")
     p.add_argument("--temperature", type=float, default=300.0, help="initial velocities (K)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--omp-wait-policy", default="PASSIVE",
+                   help="OMP_WAIT_POLICY of every worker (default PASSIVE; '' leaves it unset): torch's OpenMP "
+                        "threads spin-wait by default, which on a machine shared with other jobs makes each "
+                        "call many times slower")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
     p.add_argument("--out", help="output folder (default benchmarks/results/cg-md-<date>)")
     p.add_argument("--report-only", metavar="RESULTS_JSON", help="rewrite results.md from a results.json and exit")
@@ -526,7 +535,7 @@ def main(argv=None) -> int:
         sides.append(("Allegro", a.torch_python, "torch", "eager"))
         if not a.no_compiled:
             sides.append(("Allegro", a.torch_python, "torch", "compiled"))
-    env = _env()
+    env = _env(a.omp_wait_policy)
     common = ["--loops", str(a.loops), "--loop-steps", str(a.loop_steps), "--warmup-loops", str(a.warmup_loops),
               "--dt-fs", str(a.dt_fs), "--temperature", str(a.temperature), "--seed", str(a.seed)]
     records = []
