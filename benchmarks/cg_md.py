@@ -349,7 +349,12 @@ def summarise(records: list) -> list:
                    ms_per_step=statistics.median(step_ms), wall_bead_steps_per_s=[round(x, 1) for x in wall],
                    reallocations=sum(r.get("reallocations", 0) for r in ok),
                    load=[round(r["load_start"][0], 2) for r in ok],
-                   finite=all(r.get("finite", False) for r in ok))  # fmt: skip
+                   finite=all(r.get("finite", False) for r in ok),
+                   ekin_start=ok[0].get("ekin_start"),
+                   energy_drift_per_bead=[_drift(r) for r in ok])  # fmt: skip
+        for k in ("compile_backend", "compile_errors", "parity_vs_eager", "nbr_s_per_step", "model_s_per_step"):
+            if ok[0].get(k) is not None:
+                row[k] = ok[0][k]
         rows.append(row)
     for system in dict.fromkeys(r["system"] for r in rows):
         ours = next((r for r in rows if r["system"] == system and r["side"] == "ours" and r["ok"]), None)
@@ -360,6 +365,14 @@ def summarise(records: list) -> list:
                 r["ratio_range"] = [ours["bead_steps_per_s_min"] / r["bead_steps_per_s_max"],
                                     ours["bead_steps_per_s_max"] / r["bead_steps_per_s_min"]]  # fmt: skip
     return rows
+
+
+def _drift(r: dict):
+    """(E_pot + E_kin) at the end of the timed steps minus at the start of the worker, per bead (eV)."""
+    keys = ("energy_start", "energy_end", "ekin_start", "ekin_end")
+    if any(r.get(k) is None for k in keys):
+        return None
+    return (r["energy_end"] + r["ekin_end"] - r["energy_start"] - r["ekin_start"]) / r["num_atoms"]
 
 
 def _matched(records: list) -> list:
@@ -419,6 +432,33 @@ def report(meta: dict, rows: list, matched: list = ()) -> str:
             avg = m["avg_num_neighbors"]
             L.append(f"| {m['system']} | {m['side']} | {m['cutoff']} | {m['layers']} | {m['width']} | {m['l_max']} | "
                      f"{'' if avg is None else format(avg, '.1f')} | {m['edges_per_bead']:.1f} | {m['neighbor_list']} |")
+    comp = [r for r in rows if r.get("compile_errors") or r.get("parity_vs_eager")]
+    if comp:
+        L += ["", "## Allegro compiled: what was tried, parity against eager before any timing", "",
+              f"Energy and forces of the compiled model against eager on the first structure (tolerances: |ΔE| ≤ "
+              f"{PARITY_ENERGY_REL:g} |E|, max |ΔF| ≤ {PARITY_FORCE_ABS:g} eV/Å); the first attempt that passes is "
+              "timed.", "", "| system | attempt | abs ΔE (eV) | max abs ΔF (eV/Å) | first call s | result |",
+              "|---|---|---:|---:|---:|---|"]  # fmt: skip
+        for r in comp:
+            par, errs = r.get("parity_vs_eager") or {}, r.get("compile_errors") or {}
+            for name in dict.fromkeys(list(errs) + list(par)):
+                q = par.get(name, {})
+                res = "parity ok, timed" if q.get("ok") else " ".join(errs.get(name, "").replace("|", "/").split())[:300]
+                de, df, cs = q.get("energy_abs_diff"), q.get("max_force_diff_ev_a"), q.get("compile_s")
+                L.append(f"| {r['system']} | {name} | {'' if de is None else format(de, '.2g')} | "
+                         f"{'' if df is None else format(df, '.2g')} | {'' if cs is None else format(cs, '.1f')} | {res} |")
+    chk = [r for r in rows if r.get("ok")]
+    if chk:
+        L += ["", "## Checks: same start, NVE conservation, where Allegro's step goes", "",
+              "| system | side | mode | E_kin at start (eV) | drift of E_pot + E_kin per bead over the run (eV) | "
+              "Allegro: list ms/step | Allegro: model ms/step |", "|---|---|---|---:|---:|---:|---:|"]  # fmt: skip
+        for r in chk:
+            dr = ", ".join("" if x is None else f"{x:+.1e}" for x in r.get("energy_drift_per_bead") or [])
+            nb, md = r.get("nbr_s_per_step"), r.get("model_s_per_step")
+            ek = r.get("ekin_start")
+            L.append(f"| {r['system']} | {r['side']} | {r['mode']} | {'' if ek is None else format(ek, '.4f')} | "
+                     f"{dr} | {'' if nb is None else format(1e3 * nb, '.2f')} | "
+                     f"{'' if md is None else format(1e3 * md, '.2f')} |")  # fmt: skip
     if meta.get("versions"):
         L += ["", "Versions: " + "; ".join(f"{k}: {v}" for k, v in meta["versions"].items()) + "."]
     L += ["", f"Environment of every side: malloc {meta.get('malloc_env')}, OMP_WAIT_POLICY="
@@ -515,6 +555,10 @@ def main(argv=None) -> int:
         return 0
     if a.report_only:
         d = json.load(open(a.report_only))
+        if d.get("records"):  # re-aggregate: the summary is a pure function of the records
+            d["summary"], d["matched"] = summarise(d["records"]), _matched(d["records"])
+            with open(a.report_only, "w") as fh:
+                json.dump(d, fh, indent=1)
         text = report(d["meta"], d["summary"], d.get("matched", []))
         with open(os.path.splitext(a.report_only)[0] + ".md", "w") as fh:
             fh.write(text)

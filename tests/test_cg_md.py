@@ -90,10 +90,31 @@ def test_report_lists_rows_settings_and_failures():
     assert "| cg-chain-100 | Allegro | eager | 4167 (3333–5000) | 25.00 | 2 | 10.00 (6.67–15.00) | 1.50 |" in text
     assert "failed: a / b" in text  # a pipe in an error does not break the table
     assert "load average: 1.00" in text and "jax: 0.4.37" in text
-    # every table line has the header's number of columns
-    lines = [ln for ln in text.splitlines() if ln.startswith("| cg-chain-100 | ") and "jax-md" not in ln
-             and "matscipy" not in ln]  # fmt: skip
-    assert all(ln.count("|") == 9 for ln in lines)
+    # every line of the main table has the header's number of columns
+    all_lines = text.splitlines()
+    start = next(k for k, ln in enumerate(all_lines) if ln.startswith("| system | side | mode | bead-steps/s"))
+    end = all_lines.index("", start)
+    assert end - start == 5 and all(ln.count("|") == 9 for ln in all_lines[start:end])
+
+
+def test_report_shows_compile_parity_and_the_nve_checks():
+    recs = [
+        _rec("cg-box-1000", "ours", "jit (XLA)", 1000, [0.1], energy_start=-3.0, energy_end=-2.0, ekin_start=38.0,
+             ekin_end=37.0 + 1e-3),  # fmt: skip
+        _rec("cg-box-1000", "Allegro", "compiled", 1000, [1.0], compile_backend="torch.compile(model)",
+             parity_vs_eager={"torch.compile(model)": dict(energy_abs_diff=4e-7, max_force_diff_ev_a=5e-7, ok=True,
+                                                           compile_s=29.5)},
+             compile_errors={"torch.compile(model, dynamic=True)": "InductorError: KeyError | x"},
+             nbr_s_per_step=0.007, model_s_per_step=0.9),  # fmt: skip
+    ]
+    rows = cg_md.summarise(recs)
+    assert rows[0]["energy_drift_per_bead"] == [pytest.approx(1e-6)]  # (−2 + 37.001) − (−3 + 38) over 1000 beads
+    meta = dict(date="d", dt_fs=2.0, temperature_k=300.0, rounds=1, loops=1, loop_steps=10, warmup_loops=1)
+    text = cg_md.report(meta, rows)
+    assert "| cg-box-1000 | torch.compile(model) | 4e-07 | 5e-07 | 29.5 | parity ok, timed |" in text
+    assert "| cg-box-1000 | torch.compile(model, dynamic=True) |  |  |  | InductorError: KeyError / x |" in text
+    assert "| cg-box-1000 | ours | jit (XLA) | 38.0000 | +1.0e-06 |  |  |" in text
+    assert "| cg-box-1000 | Allegro | compiled |  |  | 7.00 | 900.00 |" in text
 
 
 def test_only_cg_systems_are_accepted():
