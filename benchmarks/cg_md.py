@@ -28,9 +28,9 @@ and the neighbour list is inside the timed region on both sides:
 Each side runs in its own worker process per system and round, with the same environment: the malloc settings
 (``so3krates_hk.cpu_tuning.tuned_env``) and ``OMP_WAIT_POLICY=PASSIVE`` (``--omp-wait-policy``; torch's OpenMP
 threads otherwise spin-wait, and on a 2-core machine shared with other jobs an eager Allegro call of cg-chain-100
-then took 0.5–1.8 s instead of ~15 ms; XLA:CPU does not use OpenMP); rounds alternate the sides. Every worker compiles/warms up first
-(``--warmup-loops`` loops, not timed), then times ``--loops`` loops of ``--loop-steps`` steps; a loop's throughput is
-N × steps / wall seconds. Rows pool every timed loop of every round: median (min–max).
+then took 0.5–1.8 s instead of ~15 ms; XLA:CPU does not use OpenMP); rounds alternate the sides. Every worker
+compiles/warms up first (``--warmup-loops`` loops, not timed), then times ``--loops`` loops of ``--loop-steps``
+steps; a loop's throughput is N × steps / wall seconds. Rows pool every timed loop of every round: median (min–max).
 
 A worker (``--worker``) prints nothing; it writes its result as JSON.
 """
@@ -229,7 +229,6 @@ def torch_worker(a) -> dict:
     wall = time.perf_counter() - t_all
     cpu = time.process_time() - tc
     n_params = sum(p.numel() for p in model.parameters())
-    import allegro
     import nequip
 
     settings = dict(settings, model="allegro-torch", model_dtype="float32",
@@ -304,8 +303,9 @@ def _compiled_allegro(s, types, type_idx, avg_nbrs, model, forces, R, e0, F0):
         if ok:
             return nonlocal_fn["fn"], dict(compile_backend=name, compile_s=compile_s, parity_vs_eager=parity,
                                            compile_errors=errors)  # fmt: skip
-        errors[name] = (f"parity against eager failed: abs dE {de:.4g} eV (tolerance {PARITY_ENERGY_REL * abs(e0):.3g}),"
-                        f" max abs dF {df:.4g} eV/A (tolerance {PARITY_FORCE_ABS:g})")  # fmt: skip
+        errors[name] = (f"parity against eager failed: abs dE {de:.4g} eV (tolerance "
+                        f"{PARITY_ENERGY_REL * abs(e0):.3g}), max abs dF {df:.4g} eV/A "
+                        f"(tolerance {PARITY_FORCE_ABS:g})")  # fmt: skip
     raise CompileFailed(dict(compile_errors=errors, parity_vs_eager=parity))
 
 
@@ -409,8 +409,8 @@ def report(meta: dict, rows: list, matched: list = ()) -> str:
     L.append("")
     L.append("Load (`uptime`) at start: " + meta.get("uptime_start", "?") + "; at end: " + meta.get("uptime_end", "?"))
     L.append("")
-    L.append("| system | side | mode | bead-steps/s: median (min–max) | ms/step | loops | ours / this (median; range) | "
-             "load (1 min) |")
+    L.append("| system | side | mode | bead-steps/s: median (min–max) | ms/step | loops | "
+             "ours / this (median; range) | load (1 min) |")
     L.append("|---|---|---|---:|---:|---:|---:|---|")
     for r in rows:
         if not r["ok"]:
@@ -431,7 +431,8 @@ def report(meta: dict, rows: list, matched: list = ()) -> str:
         for m in matched:
             avg = m["avg_num_neighbors"]
             L.append(f"| {m['system']} | {m['side']} | {m['cutoff']} | {m['layers']} | {m['width']} | {m['l_max']} | "
-                     f"{'' if avg is None else format(avg, '.1f')} | {m['edges_per_bead']:.1f} | {m['neighbor_list']} |")
+                     f"{'' if avg is None else format(avg, '.1f')} | {m['edges_per_bead']:.1f} | "
+                     f"{m['neighbor_list']} |")  # fmt: skip
     comp = [r for r in rows if r.get("compile_errors") or r.get("parity_vs_eager")]
     if comp:
         L += ["", "## Allegro compiled: what was tried, parity against eager before any timing", "",
@@ -443,10 +444,12 @@ def report(meta: dict, rows: list, matched: list = ()) -> str:
             par, errs = r.get("parity_vs_eager") or {}, r.get("compile_errors") or {}
             for name in dict.fromkeys(list(errs) + list(par)):
                 q = par.get(name, {})
-                res = "parity ok, timed" if q.get("ok") else " ".join(errs.get(name, "").replace("|", "/").split())[:300]
+                err = " ".join(errs.get(name, "").replace("|", "/").split())[:300]
+                res = "parity ok, timed" if q.get("ok") else err
                 de, df, cs = q.get("energy_abs_diff"), q.get("max_force_diff_ev_a"), q.get("compile_s")
                 L.append(f"| {r['system']} | {name} | {'' if de is None else format(de, '.2g')} | "
-                         f"{'' if df is None else format(df, '.2g')} | {'' if cs is None else format(cs, '.1f')} | {res} |")
+                         f"{'' if df is None else format(df, '.2g')} | {'' if cs is None else format(cs, '.1f')} | "
+                         f"{res} |")  # fmt: skip
     chk = [r for r in rows if r.get("ok")]
     if chk:
         L += ["", "## Checks: same start, NVE conservation, where Allegro's step goes", "",
@@ -508,7 +511,8 @@ def _write(out_dir, records, a, argv, started, env, up0) -> str:
                 cpu=_cpu_name(), cores=os.cpu_count(), command="python -m benchmarks.cg_md " + " ".join(
                     sys.argv[1:] if argv is None else argv), rounds=a.rounds, loops=a.loops, loop_steps=a.loop_steps,
                 warmup_loops=a.warmup_loops, dt_fs=a.dt_fs, temperature_k=a.temperature, seed=a.seed,
-                malloc_env=MALLOC_ENV, omp_wait_policy=env.get("OMP_WAIT_POLICY"), xla_flags_env=env.get("XLA_FLAGS"), uptime_start=up0, uptime_end=_uptime(),
+                malloc_env=MALLOC_ENV, omp_wait_policy=env.get("OMP_WAIT_POLICY"), xla_flags_env=env.get("XLA_FLAGS"),
+                uptime_start=up0, uptime_end=_uptime(),
                 versions=versions)  # fmt: skip
     with open(os.path.join(out_dir, "results.json"), "w") as fh:
         json.dump(dict(meta=meta, summary=summary, matched=matched, records=records), fh, indent=1)
@@ -531,7 +535,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--loops", type=int, default=10, help="timed loops per worker")
     p.add_argument("--loop-steps", type=int, default=10, help="MD steps per timed loop")
-    p.add_argument("--warmup-loops", type=int, default=5, help="untimed loops first (TorchScript profiles its first calls)")
+    p.add_argument("--warmup-loops", type=int, default=5,
+                   help="untimed loops first (JAX compiles; torch.compile compiles and recompiles for new shapes)")
     p.add_argument("--dt-fs", type=float, default=2.0, help="time step (fs), both sides")
     p.add_argument("--temperature", type=float, default=300.0, help="initial velocities (K)")
     p.add_argument("--seed", type=int, default=0)
