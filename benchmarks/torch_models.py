@@ -75,7 +75,7 @@ def _neighbors(system, cutoff):
     return atoms, i, j, S
 
 
-def _build_allegro(system, width, dtype_name, types, type_idx, avg_nbrs):
+def _build_allegro(system, width, dtype_name, types, type_idx, avg_nbrs, compile_mode=None):
     import torch
     from nequip.data import AtomicDataDict
     from nequip.utils.global_state import set_global_state
@@ -95,6 +95,7 @@ def _build_allegro(system, width, dtype_name, types, type_idx, avg_nbrs):
     model = AllegroModel(
         seed=0, model_dtype=dtype_name, type_names=[str(t) for t in types],
         radial_chemical_embed={"_target_": "allegro.nn.TwoBodyBesselScalarEmbed", "num_bessels": 8}, **kw,
+        **({} if compile_mode is None else {"compile_mode": compile_mode}),
     )  # fmt: skip
     dev = _device()
     model = model.to(dev)
