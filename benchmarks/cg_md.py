@@ -50,6 +50,8 @@ import time
 
 import numpy as np
 
+from benchmarks.samerun import cpu_name
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -487,16 +489,6 @@ def _uptime() -> str:
         return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def _write(out_dir, records, a, argv, started, env, up0) -> str:
     """results.json (meta, summary, settings, every record) and results.md; returns the markdown."""
     summary = summarise(records)
@@ -508,7 +500,7 @@ def _write(out_dir, records, a, argv, started, env, up0) -> str:
     from so3krates_hk.cpu_tuning import MALLOC_ENV
 
     meta = dict(date=started.isoformat(timespec="seconds"), host=platform.node(), python=platform.python_version(),
-                cpu=_cpu_name(), cores=os.cpu_count(), command="python -m benchmarks.cg_md " + " ".join(
+                cpu=cpu_name(), cores=os.cpu_count(), command="python -m benchmarks.cg_md " + " ".join(
                     sys.argv[1:] if argv is None else argv), rounds=a.rounds, loops=a.loops, loop_steps=a.loop_steps,
                 warmup_loops=a.warmup_loops, dt_fs=a.dt_fs, temperature_k=a.temperature, seed=a.seed,
                 malloc_env=MALLOC_ENV, omp_wait_policy=env.get("OMP_WAIT_POLICY"), xla_flags_env=env.get("XLA_FLAGS"),

@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         recs = [json.loads(line) for line in open(args.from_log)]
         from so3krates_hk.cpu_tuning import MALLOC_ENV
 
-        meta = dict(date=recs[0].get("date", "see log.txt"), host=platform.node(), cpu=_cpu_name(),
+        meta = dict(date=recs[0].get("date", "see log.txt"), host=platform.node(), cpu=cpu_name(),
                     cores=os.cpu_count(), rounds="≤ " + str(1 + max(r["round"] for r in recs)),
                     repeats=len(next(r for r in recs if r["status"] == "ok").get("times_s", [])),
                     malloc_env=MALLOC_ENV, command=f"--from-log {args.from_log} (interrupted run)")  # fmt: skip
@@ -302,7 +302,7 @@ def main(argv=None) -> int:
     summary = summarise([r for r in records if r["task"] == "ef"])
     md_rows = [{k: v for k, v in r.items() if k not in ("forces",)} for r in records if r["task"] == "md"]
     meta = dict(date=started.isoformat(timespec="seconds"), host=platform.node(), python=platform.python_version(),
-                cpu=_cpu_name(), cores=os.cpu_count(), command=" ".join(sys.argv), rounds=args.rounds,
+                cpu=cpu_name(), cores=os.cpu_count(), command=" ".join(sys.argv), rounds=args.rounds,
                 repeats=args.repeats)  # fmt: skip
     from so3krates_hk.cpu_tuning import MALLOC_ENV
 
@@ -317,7 +317,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in open("/proc/cpuinfo"):
             if line.startswith("model name"):
