@@ -18,6 +18,7 @@ already run something, set the flag in the shell (``python -m so3krates_hk.cpu_t
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Optional
 
@@ -33,6 +34,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=None)
 def jaxlib_version() -> Optional[str]:
     """The installed jaxlib's version, without importing it (None if jaxlib is not installed)."""
     from importlib import metadata
@@ -41,6 +43,12 @@ def jaxlib_version() -> Optional[str]:
         return metadata.version("jaxlib")
     except metadata.PackageNotFoundError:
         return None
+
+
+def jaxlib_before(bound: tuple[int, ...], version: Optional[str] = None) -> bool:
+    """True when jaxlib is installed and older than ``bound`` (e.g. ``(0, 5, 0)``)."""
+    version = jaxlib_version() if version is None else version
+    return version is not None and _version_tuple(version) < bound
 
 
 def wants_classic_runtime(version: Optional[str] = None) -> bool:

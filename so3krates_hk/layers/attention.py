@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from so3krates_hk._cpu_runtime import jaxlib_version, _version_tuple
+from so3krates_hk._cpu_runtime import jaxlib_before
 from so3krates_hk.layers.dense import Activation
 from so3krates_hk.layers.harmonics import degree_contraction
 
@@ -114,8 +114,7 @@ def block_scale(coeff: jnp.ndarray, a: jnp.ndarray) -> jnp.ndarray:
 def recompute_by_default() -> bool:
     """Recompute the per-pair terms in the backward pass: on jaxlib 0.4.x with the CPU backend, where it measured
     faster (chemtrain environment); elsewhere the stored version is faster or unmeasured."""
-    version = jaxlib_version()
-    return version is not None and _version_tuple(version) < (0, 5, 0) and jax.default_backend() == "cpu"
+    return jaxlib_before((0, 5, 0)) and jax.default_backend() == "cpu"
 
 
 def _block_matrix(name: str, blocks: int, width: int, dtype) -> jnp.ndarray:
