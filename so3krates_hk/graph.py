@@ -185,6 +185,13 @@ def pair_multiplicity(neighbor) -> float:
     return 1.0 if neighbor_format(neighbor) == partition.NeighborListFormat.OrderedSparse else 0.5
 
 
+def graph_slice(graph: Graph, start: int, stop: int) -> Graph:
+    """The entries [start, stop) of ``graph`` as a graph of their own (same atoms)."""
+    arrays = (graph.centers, graph.neighbors, graph.vectors, graph.distances, graph.mask)
+    return graph._replace(**dict(zip(("centers", "neighbors", "vectors", "distances", "mask"),
+                                     (a[start:stop] for a in arrays))))  # fmt: skip
+
+
 def segment_sum(data: jnp.ndarray, graph: Graph, reverse_data: Optional[jnp.ndarray] = None) -> jnp.ndarray:
     """Σ of per-edge ``data`` onto the centres; entries with centre N (padding) are dropped.
 
@@ -205,6 +212,7 @@ __all__ = [
     "count_edges",
     "capacity_from_test",
     "closest_pair",
+    "graph_slice",
     "pair_multiplicity",
     "segment_sum",
 ]

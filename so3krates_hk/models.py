@@ -11,14 +11,14 @@ leaf an SO3krates-only model needs.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Union
 
 import haiku as hk
 import jax.numpy as jnp
 import numpy as np
 
 from so3krates_hk.config import SO3kratesConfig, SO3LRConfig
-from so3krates_hk.graph import Graph, segment_sum
+from so3krates_hk.graph import Graph, graph_slice, segment_sum
 from so3krates_hk.layers.attention import EdgeFeatures
 from so3krates_hk.layers.block import SO3kratesLayer
 from so3krates_hk.layers.cutoff import get_cutoff_fn
@@ -27,6 +27,7 @@ from so3krates_hk.layers.embedding import AtomTypeEmbedding, ChargeSpinEmbedding
 from so3krates_hk.layers.harmonics import harmonics_dim, spherical_harmonics
 from so3krates_hk.layers.heads import EnergyHead, HirshfeldHead, PartialChargeHead
 from so3krates_hk.layers.radial import bernstein_basis
+from so3krates_hk.layers.segments import extent, segment_bounds, sum_over_segments
 from so3krates_hk.physics.dispersion import dispersion_pair_energy
 from so3krates_hk.physics.electrostatics import coulomb_pair_energy
 from so3krates_hk.physics.zbl import ZBLRepulsion
@@ -52,6 +53,7 @@ def edge_features(graph: Graph, config: SO3kratesConfig, r_cutoff: float) -> Edg
         ylm=spherical_harmonics(graph.vectors, config.degrees),
         num_nodes=graph.num_nodes,
         sorted=graph.sorted,
+        extent=extent(graph.mask),
     )
 
 
@@ -186,10 +188,10 @@ def so3krates_energy(
 
 class LongRangePairs(NamedTuple):
     """Long-range pairs (docs/model.md, "Graphs"): the graph and its multiplicity c (1 each pair once, ½ both
-    directions)."""
+    directions; or one value per pair)."""
 
     graph: Graph
-    multiplicity: float
+    multiplicity: Union[float, jnp.ndarray]
 
 
 # SO3LR's parameter tables: the atom-type, charge and spin query tables have 119 rows indexed by Z; the charge
@@ -266,19 +268,28 @@ def so3lr_pair_terms(config: SO3LRConfig, Z: jnp.ndarray, graph: Graph, lr: Opti
         e_zbl = segment_sum(pair, graph)
 
     e_el, e_disp = zeros, zeros
-    if lr is not None and config.long_range:
-        g = lr.graph
+    if lr is not None and config.long_range and (config.electrostatics or config.dispersion):
         N = Z.shape[0]
-        i, j = jnp.minimum(g.centers, N - 1), jnp.minimum(g.neighbors, N - 1)
-        if config.electrostatics:
-            pair = coulomb_pair_energy(
-                g.distances, q[i], q[j], config.lr_cutoff, config.electrostatic_energy_scale, lr.multiplicity
-            )
-            e_el = segment_sum(jnp.where(g.mask, pair, 0.0), g)
-        if config.dispersion:
-            pair = dispersion_pair_energy(
-                g.distances, Z[i], Z[j], h[i], h[j], g.mask, config.lr_cutoff, config.dispersion_damping,
-                config.dispersion_energy_scale, lr.multiplicity,
-            )  # fmt: skip
-            e_disp = segment_sum(pair, g)
+
+        def lr_segment(start: int, stop: int) -> tuple[jnp.ndarray, jnp.ndarray]:
+            g = graph_slice(lr.graph, start, stop)
+            c = lr.multiplicity[start:stop] if np.ndim(lr.multiplicity) else lr.multiplicity  # per pair or one
+            i, j = jnp.minimum(g.centers, N - 1), jnp.minimum(g.neighbors, N - 1)
+            el, disp = zeros, zeros
+            if config.electrostatics:
+                pair = coulomb_pair_energy(
+                    g.distances, q[i], q[j], config.lr_cutoff, config.electrostatic_energy_scale, c
+                )
+                el = segment_sum(jnp.where(g.mask, pair, 0.0), g)
+            if config.dispersion:
+                pair = dispersion_pair_energy(
+                    g.distances, Z[i], Z[j], h[i], h[j], g.mask, config.lr_cutoff, config.dispersion_damping,
+                    config.dispersion_energy_scale, c,
+                )  # fmt: skip
+                disp = segment_sum(pair, g)
+            return el, disp
+
+        # trailing padding of the list is skipped (``layers.segments``)
+        bounds = segment_bounds(lr.graph.centers.shape[0])
+        e_el, e_disp = sum_over_segments(lr_segment, bounds, extent(lr.graph.mask))
     return e_zbl, e_el, e_disp

@@ -38,6 +38,7 @@ import numpy as np
 from so3krates_hk._cpu_runtime import jaxlib_before
 from so3krates_hk.layers.dense import Activation
 from so3krates_hk.layers.harmonics import degree_contraction
+from so3krates_hk.layers.segments import segment_bounds, sum_over_segments
 
 
 class EdgeFeatures(NamedTuple):
@@ -53,13 +54,14 @@ class EdgeFeatures(NamedTuple):
     ylm: jnp.ndarray  # (H, Σ(2l+1)) spherical harmonics Y(r̂_ij)
     num_nodes: int
     sorted: bool  # centres ascending: lets segment sums use the sorted kernel
+    extent: Optional[jnp.ndarray] = None  # one past the last real pair (``segments.extent``); None: unknown
 
 
-def pair_segment_sum(to_center: jnp.ndarray, to_neighbor: jnp.ndarray, edges: EdgeFeatures) -> jnp.ndarray:
+def pair_segment_sum(to_center: jnp.ndarray, to_neighbor: jnp.ndarray, centers: jnp.ndarray, neighbors: jnp.ndarray,
+                     num_nodes: int, indices_are_sorted: bool = False) -> jnp.ndarray:  # fmt: skip
     """Σ of the messages of every pair onto both its atoms: ``to_center`` onto i, ``to_neighbor`` onto j."""
-    n = edges.num_nodes
-    out = jax.ops.segment_sum(to_center, edges.centers, n, indices_are_sorted=edges.sorted)
-    return out + jax.ops.segment_sum(to_neighbor, edges.neighbors, n)
+    out = jax.ops.segment_sum(to_center, centers, num_nodes, indices_are_sorted=indices_are_sorted)
+    return out + jax.ops.segment_sum(to_neighbor, neighbors, num_nodes)
 
 
 def degree_parity(degrees: Sequence[int]) -> np.ndarray:
@@ -192,10 +194,14 @@ class EuclideanAttention(hk.Module):
             a2_ij = block_sum(q2_i * w2 * k2_j, G) * scale
             a2_ji = block_sum(q2_j * w2 * k2_i, G) * scale
             # aggregation: atom i receives from j along r_ij, atom j from i along r_ji = −r_ij.
-            dx = pair_segment_sum(block_scale(a1_ij, v1_j), block_scale(a1_ji, v1_i), edges)
-            dev = pair_segment_sum((a2_ij @ degree_expand) * ylm, (a2_ji @ degree_expand) * (ylm * parity), edges)
+            to_atoms = dict(centers=i, neighbors=j, num_nodes=edges.num_nodes, indices_are_sorted=edges.sorted)
+            dx = pair_segment_sum(block_scale(a1_ij, v1_j), block_scale(a1_ji, v1_i), **to_atoms)
+            dev = pair_segment_sum((a2_ij @ degree_expand) * ylm, (a2_ji @ degree_expand) * (ylm * parity), **to_atoms)
             return dx, dev
 
         if recompute:  # keep only the products with weight matrices for the backward pass
             pair_terms = jax.checkpoint(pair_terms, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
-        return pair_terms(edges.centers, edges.neighbors, edges.rbf, edges.cut, edges.ylm)
+        pair_arrays = (edges.centers, edges.neighbors, edges.rbf, edges.cut, edges.ylm)
+        # trailing padding is skipped (``layers.segments``): the sums over the pairs of each segment are added
+        segment = lambda a, b: pair_terms(*(arr[a:b] for arr in pair_arrays))  # noqa: E731
+        return sum_over_segments(segment, segment_bounds(edges.centers.shape[0]), edges.extent)
