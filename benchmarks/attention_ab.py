@@ -1,12 +1,15 @@
-"""Same-process, interleaved A/B of two implementations of the attention layer inside pretrained SO3LR.
+"""Same-process, interleaved A/B of two implementations of the attention layer inside pretrained SO3LR, or of the
+current code with and without skipping unused pair capacity.
 
     python -m benchmarks.attention_ab --baseline OLD_ATTENTION_PY [--systems dha,bb,water-1536] [--repeats 20]
+    python -m benchmarks.attention_ab --baseline one-segment [...]
 
 ``OLD_ATTENTION_PY`` is a copy of ``so3krates_hk/layers/attention.py`` from another revision (e.g.
-``git show REV:so3krates_hk/layers/attention.py > /tmp/attention_old.py``). Both programs (SO3LR energy+forces,
-float32, neighbour lists outside the timing) are built and compiled in this process, then called in alternation, so
-a change of machine load hits both alike. Prints |ΔE|, max |ΔF| between them, the medians (min) and the ratio, and
-appends one JSON record per system to ``--out``.
+``git show REV:so3krates_hk/layers/attention.py > /tmp/attention_old.py``). ``one-segment``: the baseline is the
+current code with every pair array evaluated as one segment (``layers.segments``: unused capacity computed). Both
+programs (SO3LR energy+forces, float32, neighbour lists outside the timing) are built and compiled in this process,
+then called in alternation, so a change of machine load hits both alike. Prints |ΔE|, max |ΔF| between them, the
+medians (min) and the ratio, and appends one JSON record per system to ``--out``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--baseline", required=True, help="path of the other attention.py")
+    p.add_argument("--baseline", required=True, help="path of the other attention.py, or 'one-segment'")
     p.add_argument("--systems", default="dha,bb,water-1536")
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--out", default=None, help="JSON-lines file to append to")
@@ -34,22 +37,30 @@ def main(argv=None) -> int:
     from benchmarks import jax_models
     from benchmarks.systems import build_system
 
-    spec = importlib.util.spec_from_file_location("baseline_attention", args.baseline)
-    baseline = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(baseline)
-    variants = {"baseline": baseline.EuclideanAttention, "current": current.EuclideanAttention}
+    from so3krates_hk.layers import segments
+
+    if args.baseline == "one-segment":
+        baseline_cls, baseline_min = current.EuclideanAttention, 2**62
+    else:
+        spec = importlib.util.spec_from_file_location("baseline_attention", args.baseline)
+        baseline = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(baseline)
+        baseline_cls, baseline_min = baseline.EuclideanAttention, segments.MIN_SEGMENTED_PAIRS
+    variants = {"baseline": (baseline_cls, baseline_min),
+                "current": (current.EuclideanAttention, segments.MIN_SEGMENTED_PAIRS)}  # fmt: skip
     for name in args.systems.split(","):
         system = build_system(name)
         calls, compile_s = {}, {}
-        for label, cls in variants.items():
-            block.EuclideanAttention = cls  # the model is built (and traced) anew for each variant
+        for label, (cls, min_segmented) in variants.items():
+            # the model is built (and traced) anew for each variant
+            block.EuclideanAttention, segments.MIN_SEGMENTED_PAIRS = cls, min_segmented
             m = jax_models.build("so3lr", system, "float32")
             ef = jax.jit(jax.value_and_grad(lambda p, r, nb, m=m: m.energy(p, r, **nb), argnums=1))
             t = time.perf_counter()
             c = ef.lower(m.params, m.position, m.neighbors).compile()
             compile_s[label] = time.perf_counter() - t
             calls[label] = lambda c=c, m=m: c(m.params, m.position, m.neighbors)
-        block.EuclideanAttention = current.EuclideanAttention
+        block.EuclideanAttention, segments.MIN_SEGMENTED_PAIRS = variants["current"]
         outs = {k: jax.block_until_ready(f()) for k, f in calls.items()}
         d_e = abs(float(outs["baseline"][0] - outs["current"][0]))
         d_f = float(abs(outs["baseline"][1] - outs["current"][1]).max())
@@ -63,7 +74,7 @@ def main(argv=None) -> int:
         rec = dict(system=name, jax=jax.__version__, repeats=args.repeats, abs_dE_eV=d_e, max_abs_dF_eV_per_A=d_f,
                    median_s=med, min_s={k: min(v) for k, v in times.items()},
                    max_s={k: max(v) for k, v in times.items()}, compile_s=compile_s,
-                   speedup=med["baseline"] / med["current"], loadavg=os.getloadavg(),
+                   speedup=med["baseline"] / med["current"], loadavg=os.getloadavg(), baseline=args.baseline,
                    malloc={k: os.environ.get(k) for k in ("MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_",
                                                           "MALLOC_MMAP_THRESHOLD_")},
                    xla_flags=os.environ.get("XLA_FLAGS"))  # fmt: skip
