@@ -112,6 +112,8 @@ def report(meta: dict, rows: list) -> str:
         "compiling and two calls), sides interleaved round by round; median (min–max) over all calls. The machine "
         "is shared: the load (1-minute average) at each worker's start is listed; compare ratios within a system."
     )  # fmt: skip
+    if meta.get("note"):
+        L += ["", f"Note: {meta['note']}."]
     L += ["", f"Load (`uptime`) at start: {meta.get('uptime_start', '?')}; at end: {meta.get('uptime_end', '?')}", ""]
     L.append("| system | side | mode | ms per call: median (min–max) | calls | load | × fastest MACE (median; range) "
              "| × MACE eager | first call s | parity vs eager: abs ΔE / max abs ΔF |")  # fmt: skip
