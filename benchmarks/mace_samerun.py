@@ -119,8 +119,9 @@ def report(meta: dict, rows: list) -> str:
              "| × MACE eager | first call s | parity vs eager: abs ΔE / max abs ΔF |")  # fmt: skip
     L.append("|---|---|---|---:|---:|---|---:|---:|---:|---|")
     for r in rows:
-        mode = r["label"] if r["kind"] == "torch" else "compiled (jax.jit, XLA)"
-        if r["kind"] == "torch":
+        if r["kind"] != "torch":
+            mode = "compiled (jax.jit, XLA)"
+        else:
             mode = "eager" if r["label"] == "eager" else f"compiled ({r['label']})"
         if not r["ok"]:
             err = r.get("error", "").replace("|", "/")[-300:]
@@ -299,7 +300,8 @@ def main(argv=None) -> int:
                            "--system", system, "--worker-out", out, "--repeats", str(a.repeats)]  # fmt: skip
                 else:
                     cmd = [py, "-m", "benchmarks.mace_samerun", "--worker", "--mode", label, "--system", system,
-                           "--system-npz", npz, "--worker-out", out, "--repeats", str(torch_repeats), "--warmup", str(a.warmup)]  # fmt: skip
+                           "--system-npz", npz, "--worker-out", out, "--repeats", str(torch_repeats),
+                           "--warmup", str(a.warmup)]  # fmt: skip
                 load0, up = os.getloadavg(), _uptime()
                 t = time.perf_counter()
                 try:
