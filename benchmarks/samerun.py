@@ -168,6 +168,7 @@ def main(argv=None) -> int:
                    help="also run NVT MD of this many steps per side and system (atom-steps/s; 0: none)")
     p.add_argument("--system", help=argparse.SUPPRESS)
     p.add_argument("--worker-out", help=argparse.SUPPRESS)
+    p.add_argument("--model", default="so3lr", help=argparse.SUPPRESS)  # the JAX worker's model (benchmarks.jax_models)
     p.add_argument("--jax-python", action="append", default=[],
                    help="python of a JAX environment with this project installed (repeat for several; "
                         "default: this one)")
@@ -215,7 +216,7 @@ def main(argv=None) -> int:
         return 0
 
     if args.worker == "jax":
-        jax_worker(args.system, args.worker_out, args.repeats, alt_runtime=args.jax_thunk)
+        jax_worker(args.system, args.worker_out, args.repeats, model=args.model, alt_runtime=args.jax_thunk)
         return 0
     if args.worker == "jax-md":
         jax_md_worker(args.system, args.worker_out, args.md_steps)

@@ -119,16 +119,15 @@ def _build_allegro(system, width, dtype_name, types, type_idx, avg_nbrs, compile
     return settings, make_data, ef, model
 
 
-def _build_mace(system, width, dtype_name, types, type_idx, avg_nbrs):
+def _mace_model(width, tdtype, types, avg_nbrs):
+    """A fresh ``mace.modules.MACE`` at ``mace_matching(width)`` (weights from torch's current random state)."""
     import torch
     from e3nn import o3
     from mace.modules import MACE
     from mace.modules.blocks import RealAgnosticInteractionBlock, RealAgnosticResidualInteractionBlock
 
     m = mace_matching(width)
-    tdtype = {"float32": torch.float32, "float64": torch.float64}[dtype_name]
-    torch.set_default_dtype(tdtype)
-    model = MACE(
+    return MACE(
         r_max=m["r_max"], num_bessel=m["num_bessel"], num_polynomial_cutoff=m["num_polynomial_cutoff"],
         max_ell=m["max_ell"], interaction_cls=RealAgnosticResidualInteractionBlock,
         interaction_cls_first=RealAgnosticInteractionBlock, num_interactions=m["num_interactions"],
@@ -136,6 +135,15 @@ def _build_mace(system, width, dtype_name, types, type_idx, avg_nbrs):
         atomic_energies=np.zeros(len(types)), avg_num_neighbors=avg_nbrs, atomic_numbers=list(types),
         correlation=m["correlation"], gate=torch.nn.functional.silu,
     ).to(tdtype)  # fmt: skip
+
+
+def _build_mace(system, width, dtype_name, types, type_idx, avg_nbrs):
+    import torch
+
+    m = mace_matching(width)
+    tdtype = {"float32": torch.float32, "float64": torch.float64}[dtype_name]
+    torch.set_default_dtype(tdtype)
+    model = _mace_model(width, tdtype, types, avg_nbrs)
     dev = _device()
     model = model.to(dev)
     model.eval()
@@ -235,3 +243,178 @@ def run_ef(cfg: dict, rec) -> None:
         nbr_update_median_s=statistics.median(ut), energy=float(e.sum()), max_abs_force=float(f.abs().max()),
         finite=finite,
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------- MACE, compiled
+# A compiled mode is timed only if it reproduces eager on the same input, float32: |ΔE| ≤ 1e-6 |E| (a few float32
+# ulps of the total energy) and max |ΔF| ≤ 1e-4 eV/Å (the CG systems use the same units, eV and Å).
+PARITY_ENERGY_REL = 1e-6
+PARITY_FORCE_ABS = 1e-4
+
+_MACE_COMPILE = (
+    "torch.compile(mace.tools.compile.prepare(factory)(), mode='default', fullgraph=True), the model called with "
+    "training=True and positions requiring grad: what mace's MACECalculator(compile_mode='default') does"
+)
+MACE_MODES = {
+    "eager": "eager PyTorch: model(data, training=False, compute_force=True)",
+    "torchscript": "TorchScript: e3nn.util.jit.compile(model) (torch.jit.script, e3nn's per-module compile modes), "
+                   "as mace-torch's training script saves *_compiled.model and create_lammps_model deploys to LAMMPS",
+    "torch.compile": _MACE_COMPILE + "; inductor's default CPU kernels (vectorised to the CPU's widest SIMD)",
+    "torch.compile-avx2": _MACE_COMPILE + "; inductor's CPU kernels vectorised at 256 bits "
+                          "(torch._inductor.config.cpp.simdlen = 256)",
+    "torch.compile-scalar": _MACE_COMPILE + "; inductor's CPU kernels not vectorised "
+                            "(torch._inductor.config.cpp.simdlen = 1)",
+}  # fmt: skip
+SIMDLEN = {"torch.compile": None, "torch.compile-avx2": 256, "torch.compile-scalar": 1}
+
+
+def parity_check(energy_eager: float, energy: float, max_force_diff: float, rel: float = PARITY_ENERGY_REL,
+                 force_abs: float = PARITY_FORCE_ABS) -> dict:
+    """Does a compiled model reproduce eager? ``ok`` iff |E − E_eager| ≤ rel·|E_eager| and max_i |F_i − F_eager,i|
+    ≤ force_abs (both finite); ``reason`` says which bound failed, with the numbers."""
+    import math
+
+    de = abs(energy - energy_eager)
+    tol_e = rel * abs(energy_eager)
+    finite = all(math.isfinite(x) for x in (energy_eager, energy, max_force_diff))
+    e_ok, f_ok = finite and de <= tol_e, finite and max_force_diff <= force_abs
+    out = dict(energy_eager=energy_eager, energy=energy, energy_abs_diff=de, energy_tol=tol_e,
+               max_force_diff=max_force_diff, force_tol=force_abs, ok=bool(e_ok and f_ok))  # fmt: skip
+    if not out["ok"]:
+        parts = [] if finite else ["not finite"]
+        if finite and not e_ok:
+            parts.append(f"abs dE {de:.3g} eV > {rel:g} abs E = {tol_e:.3g} eV")
+        if finite and not f_ok:
+            parts.append(f"max abs dF {max_force_diff:.3g} eV/A > {force_abs:g} eV/A")
+        out["reason"] = "parity against eager failed: " + "; ".join(parts)
+    return out
+
+
+def mace_mode(mode: str, model, width: str, tdtype, types, avg_nbrs):
+    """``call(data) -> (energy, forces)`` for ``mode`` (see ``MACE_MODES``), built from the eager ``model`` (same
+    weights). Nothing is called here: for the compiled modes the first call compiles."""
+    import copy
+
+    import torch
+
+    if mode not in MACE_MODES:
+        raise ValueError(f"Unknown MACE mode {mode!r}; choose from {sorted(MACE_MODES)}.")
+    if mode == "eager":
+        fn, training, grads = model, False, False
+    elif mode == "torchscript":
+        from e3nn.util import jit
+
+        fn, training, grads = jit.compile(copy.deepcopy(model)), False, False
+    else:
+        from mace.tools.compile import prepare
+
+        if SIMDLEN[mode] is not None:
+            import torch._inductor.config as inductor_config
+
+            inductor_config.cpp.simdlen = SIMDLEN[mode]
+        state = model.state_dict()
+
+        def factory():
+            m = _mace_model(width, tdtype, types, avg_nbrs)
+            m.load_state_dict(state)
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+            return m
+
+        fn = torch.compile(prepare(factory)(), mode="default", fullgraph=True)
+        training, grads = True, True
+
+    def call(data):
+        d = dict(data)
+        if grads:  # as MACECalculator does for a compiled model: a fresh leaf that requires grad
+            d["positions"] = d["positions"].clone().requires_grad_(True)
+            d["node_attrs"] = d["node_attrs"].clone().requires_grad_(True)
+        out = fn(d, training=training, compute_force=True)
+        return out["energy"].detach(), out["forces"].detach()
+
+    return call
+
+
+def mace_mode_worker(system_name: str, mode: str, repeats: int, warmup: int, dtype_name: str = "float32",
+                     system=None) -> dict:
+    """Energy+forces of MACE in one ``mode`` on one system, timed as ours is (the neighbour list and the input built
+    before the timer; every parameter frozen, as ``MACECalculator`` does). For a compiled mode the eager model runs
+    first on the same input and the compiled one must pass ``parity_check`` before any call is timed; otherwise
+    :class:`ModeFailed` carries the numbers."""
+    import platform
+
+    import torch
+
+    import mace  # noqa: F401  (before e3nn.o3: mace-torch lets e3nn 0.4.4 load its constants on torch ≥ 2.6)
+
+    system = build_system(system_name) if system is None else system  # given: built where JAX is (atomistic ones)
+    width = "default" if system.atomistic else "cg"
+    cutoff = WIDTHS[width]["r_cutoff"]
+    t = time.perf_counter()
+    atoms, i, j, S = _neighbors(system, cutoff)
+    nbr_s = time.perf_counter() - t
+    types = sorted(set(int(z) for z in system.species))
+    type_idx = np.searchsorted(types, system.species)
+    avg_nbrs = len(i) / system.num_atoms
+    torch.manual_seed(0)
+    settings, make_data, ef, model = _build_mace(system, width, dtype_name, types, type_idx, avg_nbrs)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    tdtype = {"float32": torch.float32, "float64": torch.float64}[dtype_name]
+    data = make_data(atoms, i, j, S)
+    eager = mace_mode("eager", model, width, tdtype, types, avg_nbrs)
+    e0, f0 = eager(data)
+    res = dict(mode=mode, info=MACE_MODES[mode], num_atoms=system.num_atoms, num_edges=int(len(i)),
+               nbr_build_s=nbr_s, energy_eager=float(e0.sum()), torch_threads=torch.get_num_threads(),
+               settings=dict(settings, dtype=dtype_name, width=width, num_parameters=int(sum(p.numel() for p in
+                             model.parameters())), neighbor_list="matscipy ijS, both directions, built once before "
+                             "the timer", parameters_frozen=True),
+               versions=dict(torch=torch.__version__, mace_torch=_dist_version("mace-torch"),
+                             e3nn=_dist_version("e3nn"), matscipy=_dist_version("matscipy"), numpy=np.__version__,
+                             python=platform.python_version()))  # fmt: skip
+    call = eager if mode == "eager" else mace_mode(mode, model, width, tdtype, types, avg_nbrs)
+    import sys
+
+    print(f"{mode}: first call (a compiled mode compiles here)", file=sys.stderr, flush=True)
+    t, tc = time.perf_counter(), time.process_time()
+    e, f = call(data)
+    print(f"{mode}: first call returned", file=sys.stderr, flush=True)
+    res.update(first_call_s=time.perf_counter() - t, first_call_cpu_s=time.process_time() - tc)
+    if mode != "eager":
+        par = parity_check(float(e0.sum()), float(e.sum()), float((f - f0).abs().max()))
+        par["max_abs_force_eager"] = float(f0.abs().max())  # the scale of the forces the bound is applied to
+        res["parity_vs_eager"] = par
+        if not par["ok"]:
+            raise ModeFailed(dict(res, error=par["reason"]))
+    for _ in range(warmup):  # TorchScript's profiling executor optimises after its first calls; inductor may recompile
+        call(data)
+    times, cpu = [], []
+    for _ in range(repeats):
+        t, tc = time.perf_counter(), time.process_time()
+        e, f = call(data)
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - tc)
+    if mode != "eager":  # the last timed call still matches eager
+        res["parity_after_timing"] = parity_check(float(e0.sum()), float(e.sum()), float((f - f0).abs().max()))
+    res.update(times_s=times, cpu_times_s=cpu, median_s=statistics.median(times), min_s=min(times), max_s=max(times),
+               warmup_calls=warmup, energy=float(e.sum()), max_abs_force=float(f.abs().max()),
+               finite=bool(torch.isfinite(e).all() and torch.isfinite(f).all()))  # fmt: skip
+    return res
+
+
+class ModeFailed(RuntimeError):
+    """A compiled MACE mode that did not reproduce eager (``info``: the record, with ``error``)."""
+
+    def __init__(self, info: dict):
+        super().__init__(info.get("error", "failed"))
+        self.info = info
+
+
+def _dist_version(name: str):
+    try:
+        from importlib.metadata import version
+
+        return version(name)
+    except Exception:  # noqa: BLE001
+        return None
