@@ -69,6 +69,18 @@ def test_tail_segment_is_skipped():
     assert not np.isfinite(np.asarray(jax.jit(fn)(values, mask.at[900].set(True)))).all()
 
 
+def test_tail_segment_is_skipped_eagerly_without_a_condition():
+    """Outside jit, Python decides: the poisoned tail is not run, and no lax.cond is traced."""
+    P = 1000
+    mask = jnp.arange(P) < 800
+    bounds = segment_bounds(P, fractions=(0.82,), min_slots=0)
+    got = sum_over_segments(_segment_sum_fn(jnp.ones(P), mask, poison_from=bounds[1]), bounds, extent(mask))
+    np.testing.assert_allclose(got.sum(), 800.0)
+    late = mask.at[900].set(True)
+    assert not np.isfinite(np.asarray(
+        sum_over_segments(_segment_sum_fn(jnp.ones(P), late, poison_from=bounds[1]), bounds, extent(late)))).all()
+
+
 def test_gradient_and_vmap_through_segments():
     rng = np.random.default_rng(1)
     P = 64

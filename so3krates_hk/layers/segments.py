@@ -11,7 +11,8 @@ A per-pair sum Σ_p f_p is therefore split at static bounds 0 = b₀ < b₁ < �
 runs only if the *extent* (one past the last real pair, computed on the device) exceeds b_k; a skipped segment would
 have added exactly zero, since f vanishes on padding. The result does not depend on where the real pairs are, only
 the time does: for any layout the segments that hold a real pair run. Under ``vmap`` (batched training) the
-condition becomes a select and every segment runs, as without segments.
+condition becomes a select and every segment runs, as without segments. Called eagerly (outside ``jit``), Python
+makes the choice, so no branch is compiled on its own.
 
 Bounds: one cut, at 0.82 P, covers the 80 % that a capacity of 1.25 × the test structure's pairs leaves, with room
 for the count to drift up in MD. Every segment is a copy of the per-pair program, so each cut adds compile time; a
@@ -56,7 +57,7 @@ def extent(mask: jnp.ndarray) -> jnp.ndarray:
 
 
 def sum_over_segments(fn: Callable[[int, int], T], bounds: Sequence[int], end: Optional[jnp.ndarray]) -> T:
-    """Σ_k fn(b_k, b_{k+1}) over the segments, skipping (under ``lax.cond``) those with b_k ≥ ``end``.
+    """Σ_k fn(b_k, b_{k+1}) over the segments, skipping those with b_k ≥ ``end`` (under ``lax.cond`` when traced).
 
     ``fn(start, stop)`` evaluates the sum over the slots [start, stop) and must return exactly zero when they are
     all padding; its outputs must have the same shapes for every segment (e.g. sums onto atoms). With ``end=None``
@@ -68,7 +69,16 @@ def sum_over_segments(fn: Callable[[int, int], T], bounds: Sequence[int], end: O
     shapes = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), total)
     zeros = lambda: jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)  # noqa: E731
     for start, stop in zip(bounds[1:-1], bounds[2:]):
-        part = jax.lax.cond(end > start, functools.partial(fn, start, stop), zeros)
+        try:  # called eagerly: ``end`` has a value, and Python decides (no program per branch)
+            run = bool(end > start)
+        except jax.errors.ConcretizationTypeError:  # traced (jit): the device decides
+            run = None
+        if run is None:
+            part = jax.lax.cond(end > start, functools.partial(fn, start, stop), zeros)
+        elif run:
+            part = fn(start, stop)
+        else:
+            continue
         total = jax.tree_util.tree_map(jnp.add, total, part)
     return total
 
