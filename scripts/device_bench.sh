@@ -1,6 +1,5 @@
 #!/usr/bin/env bash
-# The GPU benchmark as one prepared device call (so3krates_hk benchmark issue: "When a GPU is lent, run the full
-# benchmark there"). Run ON the device machine, from the repository root, after scripts/device_wheels.sh here:
+# The GPU benchmark as one prepared call on a GPU machine: the full benchmark there. Run ON the device machine, from the repository root, after scripts/device_wheels.sh here:
 #
 #     device run:  command="bash scripts/device_bench.sh"  carry=[".whl"]  timeout_s=510
 #
