@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU benchmark as one prepared call on a GPU machine: the full benchmark there. Run ON the device machine, from the repository root, after scripts/device_wheels.sh here:
+# The GPU benchmark as one prepared call on a GPU machine: the full benchmark there. Run ON the device machine,
+# from the repository root, after scripts/device_wheels.sh here:
 #
 #     device run:  command="bash scripts/device_bench.sh"  carry=[".whl"]  timeout_s=510
 #
