@@ -50,7 +50,7 @@ import time
 
 import numpy as np
 
-from benchmarks.samerun import cpu_name
+from benchmarks.hostinfo import cpu_name, dist_version, uptime
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -142,7 +142,7 @@ def jax_worker(a) -> dict:
         reallocations_warmup=realloc_warm, compile_s=compile_s, settings=settings,
         energy_start=e0, energy_end=e1, ekin_start=ekin0, ekin_end=ekin1,
         finite=bool(jnp.all(jnp.isfinite(state.position))),
-        versions=dict(jax=jax.__version__, jaxlib=jaxlib.__version__, jax_md=_dist_version("jax-md")),
+        versions=dict(jax=jax.__version__, jaxlib=jaxlib.__version__, jax_md=dist_version("jax-md")),
         xla_flags=os.environ.get("XLA_FLAGS"),
         integrator=f"jax_md.simulate.nve (velocity Verlet), dt {a.dt_fs} fs, list updated before every step",
     )  # fmt: skip
@@ -245,8 +245,8 @@ def torch_worker(a) -> dict:
         ekin_start=ekin0, ekin_end=float(0.5 * CG_MASS * np.sum(v**2)), finite=bool(np.isfinite(R).all()),
         nbr_s_per_step=tm["nbr"] / steps, model_s_per_step=tm["model"] / steps,
         versions=dict(torch=torch.__version__, nequip=nequip.__version__ if hasattr(nequip, "__version__") else
-                      _dist_version("nequip"), nequip_allegro=_dist_version("nequip-allegro"),
-                      matscipy=_dist_version("matscipy"), numpy=np.__version__),
+                      dist_version("nequip"), nequip_allegro=dist_version("nequip-allegro"),
+                      matscipy=dist_version("matscipy"), numpy=np.__version__),
         integrator=f"velocity Verlet (plain Python loop, float64 positions/velocities), dt {a.dt_fs} fs, "
                    "matscipy list rebuilt every step", **extra,
     )  # fmt: skip
@@ -315,15 +315,6 @@ class CompileFailed(RuntimeError):
     def __init__(self, info: dict):
         super().__init__(json.dumps(info)[:500])
         self.info = info
-
-
-def _dist_version(name: str):
-    try:
-        from importlib.metadata import version
-
-        return version(name)
-    except Exception:  # noqa: BLE001
-        return None
 
 
 # ---------------------------------------------------------------------------------------------- aggregation
@@ -482,13 +473,6 @@ def _env(omp_wait_policy: str = "PASSIVE") -> dict:
     return env
 
 
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def _write(out_dir, records, a, argv, started, env, up0) -> str:
     """results.json (meta, summary, settings, every record) and results.md; returns the markdown."""
     summary = summarise(records)
@@ -504,7 +488,7 @@ def _write(out_dir, records, a, argv, started, env, up0) -> str:
                     sys.argv[1:] if argv is None else argv), rounds=a.rounds, loops=a.loops, loop_steps=a.loop_steps,
                 warmup_loops=a.warmup_loops, dt_fs=a.dt_fs, temperature_k=a.temperature, seed=a.seed,
                 malloc_env=MALLOC_ENV, omp_wait_policy=env.get("OMP_WAIT_POLICY"), xla_flags_env=env.get("XLA_FLAGS"),
-                uptime_start=up0, uptime_end=_uptime(),
+                uptime_start=up0, uptime_end=uptime(),
                 versions=versions)  # fmt: skip
     with open(os.path.join(out_dir, "results.json"), "w") as fh:
         json.dump(dict(meta=meta, summary=summary, matched=matched, records=records), fh, indent=1)
@@ -582,7 +566,7 @@ def main(argv=None) -> int:
     records = []
     tmp = tempfile.mkdtemp(prefix="cg-md-")
     log = open(os.path.join(out_dir, "log.txt"), "a")
-    up0 = _uptime()
+    up0 = uptime()
     compile_failed = set()
     for system in systems:
         for rnd in range(a.rounds):
@@ -592,7 +576,7 @@ def main(argv=None) -> int:
                 out = os.path.join(tmp, f"{system}-{len(records)}.json")
                 cmd = [py, "-m", "benchmarks.cg_md", "--worker", kind, "--mode", mode, "--system", system,
                        "--worker-out", out] + common  # fmt: skip
-                load0, up = _load(), _uptime()
+                load0, up = _load(), uptime()
                 t = time.perf_counter()
                 try:
                     proc = subprocess.run(cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=a.timeout)

@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 
 from benchmarks import plan as planning
 from benchmarks import report
+from benchmarks.hostinfo import cpu_name
 from benchmarks.worker import empty_result
 from so3krates_hk.cpu_tuning import MALLOC_ENV, tuned_env
 
@@ -58,17 +59,6 @@ def _probe(python: str, with_jax: bool) -> dict:
     except Exception as err:  # noqa: BLE001
         return {"_error": f"{type(err).__name__}: {err}"}
     return {"_error": (p.stderr or "")[-500:]}
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _slug(s: str) -> str:
@@ -209,7 +199,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     torch_python = args.torch_python or sys.executable
     started = _dt.datetime.now()
     t_start = time.perf_counter()
-    host = dict(cpu=_cpu_name(), cores=os.cpu_count(), platform=platform.platform(), loadavg_start=_loadavg())
+    host = dict(cpu=cpu_name(), cores=os.cpu_count(), platform=platform.platform(), loadavg_start=_loadavg())
     versions = _probe(sys.executable, with_jax=True)
     plat = versions.pop("_platform", "cpu")
     kind = versions.pop("_device_kind", plat)

@@ -163,13 +163,6 @@ def _env(omp_wait_policy: str = "PASSIVE") -> dict:
     return env
 
 
-def _uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def _ask(python: str, code: str) -> str:
     p = subprocess.run([python, "-c", code], capture_output=True, text=True)
     return p.stdout.strip() or "?"
@@ -203,7 +196,6 @@ def _worker(a) -> int:
 def main(argv=None) -> int:
     import numpy as np
 
-    from benchmarks.samerun import cpu_name
     from benchmarks.torch_models import MACE_MODES
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -259,7 +251,7 @@ def main(argv=None) -> int:
     env = _env(a.omp_wait_policy)
     tmp = tempfile.mkdtemp(prefix="mace-samerun-")
     log = open(os.path.join(out_dir, "log.txt"), "a")
-    up0 = _uptime()
+    up0 = uptime()
     records, failed = [], set()
     meta = dict(date=started.isoformat(timespec="seconds"), host=platform.node(), python=platform.python_version(),
                 cpu=cpu_name(), cores=os.cpu_count(), rounds=a.rounds, repeats=a.repeats, torch_repeats=torch_repeats,
@@ -269,7 +261,7 @@ def main(argv=None) -> int:
                 command="python -m benchmarks.mace_samerun " + " ".join(sys.argv[1:] if argv is None else argv))
 
     def write():
-        meta["uptime_end"] = _uptime()
+        meta["uptime_end"] = uptime()
         versions = {}
         for r in records:
             if r.get("status") == "ok":
@@ -302,7 +294,7 @@ def main(argv=None) -> int:
                     cmd = [py, "-m", "benchmarks.mace_samerun", "--worker", "--mode", label, "--system", system,
                            "--system-npz", npz, "--worker-out", out, "--repeats", str(torch_repeats),
                            "--warmup", str(a.warmup)]  # fmt: skip
-                load0, up = os.getloadavg(), _uptime()
+                load0, up = os.getloadavg(), uptime()
                 t = time.perf_counter()
                 try:
                     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=a.timeout)

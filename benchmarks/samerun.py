@@ -35,6 +35,8 @@ import time
 
 import numpy as np
 
+from benchmarks.hostinfo import cpu_name
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -319,16 +321,6 @@ def main(argv=None) -> int:
         fh.write(report(meta, summary, md_rows))
     print(report(meta, summary, md_rows))
     return 0
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _mode(side: str, rs: list) -> str:

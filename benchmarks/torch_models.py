@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from benchmarks import memory
+from benchmarks.hostinfo import dist_version
 from benchmarks.jax_models import WIDTHS, Unavailable, allegro_matching
 from benchmarks.systems import build_system
 
@@ -370,8 +371,8 @@ def mace_mode_worker(system_name: str, mode: str, repeats: int, warmup: int, dty
                settings=dict(settings, dtype=dtype_name, width=width, num_parameters=int(sum(p.numel() for p in
                              model.parameters())), neighbor_list="matscipy ijS, both directions, built once before "
                              "the timer", parameters_frozen=True),
-               versions=dict(torch=torch.__version__, mace_torch=_dist_version("mace-torch"),
-                             e3nn=_dist_version("e3nn"), matscipy=_dist_version("matscipy"), numpy=np.__version__,
+               versions=dict(torch=torch.__version__, mace_torch=dist_version("mace-torch"),
+                             e3nn=dist_version("e3nn"), matscipy=dist_version("matscipy"), numpy=np.__version__,
                              python=platform.python_version()))  # fmt: skip
     call = eager if mode == "eager" else mace_mode(mode, model, width, tdtype, types, avg_nbrs)
     import sys
@@ -409,12 +410,3 @@ class ModeFailed(RuntimeError):
     def __init__(self, info: dict):
         super().__init__(info.get("error", "failed"))
         self.info = info
-
-
-def _dist_version(name: str):
-    try:
-        from importlib.metadata import version
-
-        return version(name)
-    except Exception:  # noqa: BLE001
-        return None
