@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 
+from benchmarks.hostinfo import cpu_name, uptime
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEFAULT_SYSTEMS = "cg-chain-100,cg-box-1000,dha"

@@ -60,6 +60,16 @@ def _sync(dev) -> None:
         torch.cuda.synchronize(dev)
 
 
+def _graph_inputs(system, width: str):
+    """(atoms, i, j, S, types, type_idx, avg_nbrs, seconds): the matscipy list at the width's cutoff (timed), the
+    species as indices into their sorted set, and the mean number of neighbours."""
+    t = time.perf_counter()
+    atoms, i, j, S = _neighbors(system, WIDTHS[width]["r_cutoff"])
+    seconds = time.perf_counter() - t
+    types = sorted(set(int(z) for z in system.species))
+    return atoms, i, j, S, types, np.searchsorted(types, system.species), len(i) / system.num_atoms, seconds
+
+
 def _neighbors(system, cutoff):
     """(i, j, S): pairs with |r_j - r_i + S·cell| < cutoff, both directions (matscipy)."""
     import ase
@@ -201,12 +211,7 @@ def run_ef(cfg: dict, rec) -> None:
         rec.update(num_atoms=system.num_atoms, backend="cpu", device=f"cpu (torch {torch.__version__}, "
                    f"{torch.get_num_threads()} threads)", memory_kind="peak_rss")  # fmt: skip
     cutoff = WIDTHS[width]["r_cutoff"]
-    t = time.perf_counter()
-    atoms, i, j, S = _neighbors(system, cutoff)
-    alloc = time.perf_counter() - t
-    types = sorted(set(int(z) for z in system.species))
-    type_idx = np.searchsorted(types, system.species)
-    avg_nbrs = len(i) / system.num_atoms
+    atoms, i, j, S, types, type_idx, avg_nbrs, alloc = _graph_inputs(system, width)
     builder = _build_allegro if name == "allegro-torch" else _build_mace
     torch.manual_seed(0)
     settings, make_data, ef, model = builder(system, width, dtype_name, types, type_idx, avg_nbrs)
@@ -351,13 +356,7 @@ def mace_mode_worker(system_name: str, mode: str, repeats: int, warmup: int, dty
 
     system = build_system(system_name) if system is None else system  # given: built where JAX is (atomistic ones)
     width = "default" if system.atomistic else "cg"
-    cutoff = WIDTHS[width]["r_cutoff"]
-    t = time.perf_counter()
-    atoms, i, j, S = _neighbors(system, cutoff)
-    nbr_s = time.perf_counter() - t
-    types = sorted(set(int(z) for z in system.species))
-    type_idx = np.searchsorted(types, system.species)
-    avg_nbrs = len(i) / system.num_atoms
+    atoms, i, j, S, types, type_idx, avg_nbrs, nbr_s = _graph_inputs(system, width)
     torch.manual_seed(0)
     settings, make_data, ef, model = _build_mace(system, width, dtype_name, types, type_idx, avg_nbrs)
     for p in model.parameters():

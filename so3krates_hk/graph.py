@@ -187,9 +187,9 @@ def pair_multiplicity(neighbor) -> float:
 
 def graph_slice(graph: Graph, start: int, stop: int) -> Graph:
     """The entries [start, stop) of ``graph`` as a graph of their own (same atoms)."""
-    arrays = (graph.centers, graph.neighbors, graph.vectors, graph.distances, graph.mask)
-    return graph._replace(**dict(zip(("centers", "neighbors", "vectors", "distances", "mask"),
-                                     (a[start:stop] for a in arrays))))  # fmt: skip
+    part = slice(start, stop)
+    return graph._replace(centers=graph.centers[part], neighbors=graph.neighbors[part], vectors=graph.vectors[part],
+                          distances=graph.distances[part], mask=graph.mask[part])  # fmt: skip
 
 
 def segment_sum(data: jnp.ndarray, graph: Graph, reverse_data: Optional[jnp.ndarray] = None) -> jnp.ndarray:
