@@ -4,7 +4,9 @@
         --torch-python /venvs/torch/bin/python --systems dha,bb,water-1536 --rounds 2 --repeats 10
 
 Each *side* is one worker process per system and round: ours through ``jit(value_and_grad(E))`` of the pretrained
-SO3LR (``benchmarks.jax_models``, model ``so3lr``: 4.5 Å network + ZBL, 12 Å Coulomb and dispersion), or
+SO3LR (``benchmarks.jax_models``, model ``so3lr``: 4.5 Å network + ZBL, 12 Å Coulomb and dispersion), compiled as
+the ASE calculator and the MD driver compile it (``so3krates_hk.cpu_tuning.serial_loops``: on JAX 0.4.x, structures
+of up to 512 atoms keep their element-wise loops on the calling thread), or
 so3krates-torch's pretrained SO3LR (``benchmarks/so3krates_torch_worker.py``). Neighbour lists are built before the
 timer starts on both sides; float32 everywhere. The rounds alternate the sides (A B C, A B C, …) so that a change in
 the machine's load hits every side alike; each row gives the median, min and max over every timed call of every
@@ -62,10 +64,13 @@ def jax_worker(system_name: str, out: str, repeats: int, model: str = "so3lr", a
     variants = {"main": None}
     if alt_runtime and wants_classic_runtime(jaxlib.__version__):
         variants["thunk"] = {"xla_cpu_use_thunk_runtime": True}
+    from so3krates_hk.cpu_tuning import serial_loops
+
     runs = {}
     for key, opts in variants.items():
         t, tc = time.perf_counter(), time.process_time()
-        c = low.compile(compiler_options=opts) if opts else low.compile()
+        with serial_loops(s.num_atoms):  # as the calculator and the MD driver compile (small structures only)
+            c = low.compile(compiler_options=opts) if opts else low.compile()
         compile_s, compile_cpu_s = time.perf_counter() - t, time.process_time() - tc
         e, g = c(b.params, b.position, **b.neighbors)
         jax.block_until_ready(g)

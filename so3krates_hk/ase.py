@@ -67,6 +67,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from so3krates_hk import validation
 from so3krates_hk._compat import jax_md, partition
+from so3krates_hk._cpu_runtime import serial_loops
 from so3krates_hk.factory import so3lr_neighborlist_pp
 from so3krates_hk.graph import capacity_from_test, count_edges
 from so3krates_hk.models import SO3LR_HEAD_SPECIES
@@ -535,7 +536,8 @@ class SO3LRCalculator(Calculator):
         lr = _for_energy(self._lr, self._capacity.get("lr", 1))
         for _ in range(8):
             fn = self._evaluator(geometry.periodic, self._max_edges)
-            out = fn(self.params, position, box, sr, lr, Z, q, s)
+            with serial_loops(len(position) * max(1, len(self.members or ()))):  # small structures: see cpu_tuning
+                out = fn(self.params, position, box, sr, lr, Z, q, s)
             if not bool(out["edge_overflow"]):
                 return out
             self._max_edges = capacity_from_test(int(out["num_edges"]), self.capacity_multiplier)

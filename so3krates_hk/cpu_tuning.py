@@ -19,6 +19,13 @@ They cost resident memory (freed memory stays with the process) and have no effe
 
 The XLA:CPU runtime of jaxlib 0.4.32 … 0.4.x: see :mod:`so3krates_hk._cpu_runtime` (``tuned_env`` and ``main``
 add its flag where it applies).
+
+Small structures on that runtime: :func:`serial_loops` compiles programs whose element-wise loops stay on the
+calling thread. The ASE calculator, the MD driver and ``evaluate`` use it for structures of up to
+:data:`SERIAL_LOOPS_MAX_ATOMS` atoms; wrap your own first call (or ``jax.jit(...).lower(...).compile()``) in it::
+
+    with so3krates_hk.cpu_tuning.serial_loops(num_atoms):
+        energy_and_forces(params, position, neighbors)  # compiles here
 """
 
 from __future__ import annotations
@@ -27,7 +34,13 @@ import os
 import sys
 from typing import Mapping, Optional, Sequence
 
-from so3krates_hk._cpu_runtime import prefer_classic_runtime, wants_classic_runtime, xla_flags
+from so3krates_hk._cpu_runtime import (  # noqa: F401  (serial_loops and its limit are public here)
+    SERIAL_LOOPS_MAX_ATOMS,
+    prefer_classic_runtime,
+    serial_loops,
+    wants_classic_runtime,
+    xla_flags,
+)
 
 MALLOC_ENV: dict[str, str] = {
     "MALLOC_ARENA_MAX": "1",  # one arena: XLA's threads reuse the same free memory

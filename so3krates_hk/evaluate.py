@@ -45,6 +45,7 @@ import numpy as np
 
 from so3krates_hk import validation
 from so3krates_hk._compat import jax_md, partition
+from so3krates_hk._cpu_runtime import serial_loops
 from so3krates_hk.committee import ModelSpec, load_model
 from so3krates_hk.errors import UserError
 from so3krates_hk.packed import Capacity, Structure, pack, plan, predictions_fn
@@ -346,7 +347,8 @@ class Evaluator:
                     args = [jnp.asarray(arrays[k], d if arrays[k].dtype == np.float64 else None)
                             for k in ("R", "Z", "mask", "segment", "local", "Q", "S", "pairs", "shifts", "lr_pairs",
                                       "lr_shifts")]  # fmt: skip
-                    launched = (batch, fn(self.params, *args))
+                    with serial_loops(capacity.width * max(1, len(self.members or ()))):
+                        launched = (batch, fn(self.params, *args))
                 if pending is not None:
                     self._unpack(pending[0], jax.device_get(pending[1]), prepared, results)
                     bar.update(len(pending[0]))

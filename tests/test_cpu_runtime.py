@@ -39,3 +39,69 @@ def test_import_sets_the_flag_exactly_when_this_jaxlib_wants_it():
     code = "import os, so3krates_hk; print(os.environ.get('XLA_FLAGS', ''))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert (CLASSIC_RUNTIME_FLAG in out.stdout) == wants_classic_runtime()
+
+
+def test_classic_runtime_active_by_version_and_flags():
+    from so3krates_hk._cpu_runtime import classic_runtime_active
+
+    assert classic_runtime_active({"XLA_FLAGS": CLASSIC_RUNTIME_FLAG}, "0.4.37")
+    assert not classic_runtime_active({}, "0.4.37")  # the thunk runtime is that jaxlib's default
+    assert not classic_runtime_active({"XLA_FLAGS": "--xla_cpu_use_thunk_runtime=false_x"}, "0.4.37")
+    assert classic_runtime_active({}, "0.4.31")
+    assert not classic_runtime_active({"XLA_FLAGS": "--xla_cpu_use_thunk_runtime=true"}, "0.4.31")
+    assert not classic_runtime_active({"XLA_FLAGS": CLASSIC_RUNTIME_FLAG}, "0.10.2")
+
+
+def test_serial_loops_restores_the_thread_affinity_and_respects_the_size_limit():
+    import pytest
+
+    from so3krates_hk._cpu_runtime import SERIAL_LOOPS_MAX_ATOMS, serial_loops, serial_loops_apply
+
+    before = os.sched_getaffinity(0)
+    with serial_loops(SERIAL_LOOPS_MAX_ATOMS + 1) as applied:
+        assert not applied and os.sched_getaffinity(0) == before
+    expected = serial_loops_apply(10)
+    with pytest.raises(KeyError):
+        with serial_loops(10) as applied:
+            assert applied == expected
+            assert len(os.sched_getaffinity(0)) == (1 if applied else len(before))
+            raise KeyError("leaves the block")
+    assert os.sched_getaffinity(0) == before
+
+
+def test_serial_loops_opt_out(monkeypatch):
+    from so3krates_hk._cpu_runtime import serial_loops
+
+    before = os.sched_getaffinity(0)
+    monkeypatch.setenv("SO3KRATES_HK_SERIAL_LOOPS", "0")
+    with serial_loops(10) as applied:
+        assert not applied and os.sched_getaffinity(0) == before
+
+
+def test_serial_loops_changes_the_compiled_program_exactly_where_it_applies():
+    """On the classic runtime a program compiled inside has no loops split over the thread pool (XLA marks split
+    loops with ``outer_dimension_partitions``), and gives the same numbers; elsewhere the block does nothing."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from so3krates_hk._cpu_runtime import serial_loops, serial_loops_apply
+
+    def f(x):
+        return jnp.tanh(x) * jnp.sin(x) + x**2
+
+    def g(x):  # the same program as a new function: JAX would hand back f's cached executable
+        return jnp.tanh(x) * jnp.sin(x) + x**2
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(512, 512)), jnp.float32)
+    expected = serial_loops_apply(10)
+    plain = jax.jit(f).lower(x).compile()
+    with serial_loops(10) as applied:
+        serial = jax.jit(g).lower(x).compile()
+    assert applied == expected
+    split = "outer_dimension_partitions"
+    if applied:
+        assert split in plain.as_text() and split not in serial.as_text()
+    else:
+        assert plain.as_text().count(split) == serial.as_text().count(split)
+    np.testing.assert_array_equal(np.asarray(plain(x)), np.asarray(serial(x)))

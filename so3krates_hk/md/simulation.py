@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from so3krates_hk._compat import jax_md
+from so3krates_hk._cpu_runtime import serial_loops
 from so3krates_hk.io import atomic_path
 
 
@@ -291,7 +292,8 @@ class Simulation:
                 t0 = time.perf_counter()
                 bar.write(f"compiling the MD block ({length} steps) …", file=sys.stderr)
             for _attempt in range(MAX_REALLOCATIONS_PER_BLOCK):
-                state_new, nbrs_new, fr, overflow, edges, finite = self._block(start_state, nbrs, n_records, tail)
+                with serial_loops(math.prod(start_state.position.shape[:-1])):  # small systems: see cpu_tuning
+                    state_new, nbrs_new, fr, overflow, edges, finite = self._block(start_state, nbrs, n_records, tail)
                 if self._model_overflow(int(edges)):
                     continue  # the model was rebuilt with a larger capacity; re-run the block
                 if bool(overflow):
