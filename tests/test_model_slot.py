@@ -135,7 +135,7 @@ def test_strict_inside_model_so3lr(chignolin, edit, message):
 
 
 def test_slot_interface_padding_and_training_in_chemtrain(tmp_path):
-    from chemtrain.trainers import ForceMatching
+    ForceMatching = pytest.importorskip("chemtrain.trainers", reason="needs chemtrain (the chemtrain environment)").ForceMatching
 
     ds = load_cg_dataset("alanine_dipeptide", max_frames=60)
     config = yaml.safe_load(SMALL_YAML)
@@ -176,16 +176,19 @@ def test_slot_interface_padding_and_training_in_chemtrain(tmp_path):
 
 
 def test_slot_periodic_box_uses_minimum_image(chignolin):
-    """With a box, a bead pair across the boundary interacts as at its minimum-image distance."""
+    """With a box, a bead pair across the boundary interacts as at its minimum-image distance (float64, enabled for
+    the test session: the two lists sum the pairs in different orders, which float32 would blur at the 1e-5 level)."""
     config = yaml.safe_load(SMALL_YAML)
-    R0 = chignolin.positions[0] - chignolin.positions[0].min(0) + 1.0
+    R0 = np.asarray(chignolin.positions[0], np.float64) - chignolin.positions[0].min(0) + 1.0
     L = float(R0.max() + 20.0)
     free = SO3kratesModel(config, R0, None, chignolin.species, 10)
     periodic = SO3kratesModel(config, R0, jnp.asarray([L, L, L]), chignolin.species, 10)
-    params = free.initialize_params(jax.random.PRNGKey(1))
-    e_free = float(free.compute_energy(params, jnp.asarray(R0)))
-    shifted = np.asarray(R0).copy()
+    params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), free.initialize_params(jax.random.PRNGKey(1)))
+    e_free = free.compute_energy(params, jnp.asarray(R0))
+    assert e_free.dtype == jnp.float64
+    shifted = R0.copy()
     shifted[:5, 0] += L  # half the chain one box length away: the same molecule under periodicity
     e_periodic = float(periodic.compute_energy(params, jnp.asarray(shifted)))
-    assert e_periodic == pytest.approx(e_free, rel=1e-5, abs=1e-5)
-    assert float(free.compute_energy(params, jnp.asarray(shifted))) != pytest.approx(e_free, rel=1e-5, abs=1e-5)
+    assert e_periodic == pytest.approx(float(e_free), rel=1e-10, abs=1e-10)
+    e_unwrapped = float(free.compute_energy(params, jnp.asarray(shifted)))
+    assert e_unwrapped != pytest.approx(float(e_free), rel=1e-5, abs=1e-5)

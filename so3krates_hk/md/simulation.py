@@ -27,7 +27,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import sys
 import time
 import warnings
