@@ -161,6 +161,7 @@ def _build(model: Callable, check: Callable, displacement, r_cutoff: float, conf
 
 
 
+@jax.custom_batching.custom_vmap
 def _not_folded(species: jnp.ndarray) -> jnp.ndarray:
     """``species`` behind an optimisation barrier, so XLA does not constant-fold the per-atom work that depends on
     the species and the weights alone.
@@ -169,9 +170,16 @@ def _not_folded(species: jnp.ndarray) -> jnp.ndarray:
     are constants of the program, and XLA evaluates the embedding, the first layer's queries, keys and values and
     the like at compile time, in its slow reference evaluator and once per atom: on 12 288 atoms of water that
     took seconds of the MD program's compile. Numbers are unchanged; the work runs on every call instead (cheap
-    next to the per-pair work).
+    next to the per-pair work). Under ``vmap`` the barrier takes the whole batch (JAX 0.4.x has no batching rule for
+    it).
     """
     return jax.lax.optimization_barrier(species)
+
+
+@_not_folded.def_vmap
+def _not_folded_batched(axis_size: int, in_batched: list, species: jnp.ndarray):
+    return jax.lax.optimization_barrier(species), in_batched[0]
+
 
 def so3krates_neighborlist_pp(
     displacement: Callable,

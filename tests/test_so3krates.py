@@ -185,6 +185,36 @@ def test_per_particle_sums_to_total_and_vmap_jit_eager_agree(mol):
     assert rel(jitted, eager) <= 1e-12
 
 
+def test_bound_species_are_not_constant_folded_and_batched_species_work(mol, monkeypatch):
+    """Species bound into a jitted energy reach XLA behind an optimisation barrier, so it does not evaluate the
+    species-only per-atom work at compile time: the compiled program holds no per-atom float constant (without the
+    barrier it does, which shows the check can fail). Species batched under vmap give the same energies as one call
+    per species vector."""
+    import re
+
+    import so3krates_hk.factory as factory
+
+    nbrs, n = mol["nbrs"], len(mol["R"])
+
+    def folded_per_atom_constants():
+        _, apply_fn = so3krates_neighborlist_pp(mol["disp"], CUTOFF, n_species=4, avg_num_neighbors=5.0, **SMALL)
+        fn = jax.jit(lambda r: apply_fn(mol["params"], r, nbrs, species=mol["species"]))
+        text = fn.lower(mol["R"]).compile().as_text()
+        return re.findall(rf"= f(?:32|64)\[{n},\d+\]\S* constant\(", text), fn(mol["R"])
+
+    constants, e_barrier = folded_per_atom_constants()
+    assert constants == []
+    monkeypatch.setattr(factory, "_not_folded", lambda z: z)
+    constants, e_plain = folded_per_atom_constants()
+    assert constants and rel(e_barrier, e_plain) <= 1e-13
+    monkeypatch.undo()
+
+    species = jnp.stack([mol["species"], jnp.roll(mol["species"], 1), (mol["species"] + 1) % 4])
+    batched = jax.vmap(lambda z: mol["apply"](mol["params"], mol["R"], nbrs, species=z))(species)
+    loop = jnp.stack([energy(mol, species=z) for z in species])
+    assert rel(batched, loop) <= 1e-13 and len(set(np.asarray(loop).round(8))) == 3
+
+
 def test_float32_agrees_with_float64(mol):
     p32 = jax.tree_util.tree_map(lambda x: x.astype(jnp.float32), mol["params"])
     R32 = mol["R"].astype(jnp.float32)

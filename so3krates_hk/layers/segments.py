@@ -52,7 +52,8 @@ def segment_bounds(num_slots: int, fractions: Optional[Sequence[float]] = None,
 
 def extent(mask: jnp.ndarray) -> jnp.ndarray:
     """One past the index of the last True entry of ``mask`` (0 when there is none); int32 scalar."""
-    index = jnp.arange(1, mask.shape[0] + 1, dtype=jnp.int32)
+    # an iota, not ``jnp.arange(1, n + 1)``: that one is a numpy constant of n entries baked into the program
+    index = jax.lax.iota(jnp.int32, mask.shape[0]) + 1
     return jnp.max(jnp.where(mask, index, 0), initial=0)
 
 
