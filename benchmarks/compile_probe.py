@@ -1,0 +1,72 @@
+"""Compile and run time of one program in variants, one process: SO3LR energy+forces (``ef``) or the MD loop
+(``md``: jax-md NVT Langevin, both lists updated every step, 10 steps in a ``fori_loop``, weights and species bound).
+
+    python -m benchmarks.compile_probe SYSTEM {ef,md} VARIANT[,VARIANT...]    (NORUN=1: compile only)
+
+Variants: ``default`` (the code as it is); ``nobar`` (species without the optimisation barrier that keeps XLA from
+folding them at compile time, ``factory._not_folded``); ``oneseg`` (one segment: unused pair capacity computed);
+``O2``/``O1``/``O0`` (XLA's backend optimisation level for this program); ``noslp`` (LLVM's SLP vectoriser off).
+Each variant builds and traces the model anew; prints lowering and compile wall time, and the median of a few calls
+(8 for ``ef``, 3 for ``md``). Float32; run with the tuned malloc settings.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    name, what, variants = argv[0], argv[1], argv[2].split(",")
+    import jax
+
+    import so3krates_hk.factory as factory
+    from benchmarks import jax_models
+    from benchmarks.systems import build_system
+    from benchmarks.worker import md_loop
+    from so3krates_hk._compat import jax_md
+    from so3krates_hk.layers import segments
+
+    options = {"default": {}, "nobar": {}, "oneseg": {}, "O2": {"xla_backend_optimization_level": 2},
+               "O1": {"xla_backend_optimization_level": 1}, "O0": {"xla_backend_optimization_level": 0},
+               "noslp": {"xla_cpu_disable_slp_vectorizer": True}}  # fmt: skip
+    barrier, min_pairs = factory._not_folded, segments.MIN_SEGMENTED_PAIRS
+    system = build_system(name)
+    for v in variants:
+        factory._not_folded = (lambda z: z) if v == "nobar" else barrier
+        segments.MIN_SEGMENTED_PAIRS = 10**9 if v == "oneseg" else min_pairs
+        m = jax_models.build("so3lr", system, "float32")
+        if what == "md":
+            init, apply = jax_md.simulate.nvt_langevin(lambda R, **nb: m.energy(m.params, R, **nb), m.shift, 1e-3,
+                                                       0.025, gamma=0.1)  # fmt: skip
+            nbrs = dict(m.neighbors)
+            state = jax.jit(lambda k, R, nb: init(k, R, mass=m.masses, **nb))(jax.random.PRNGKey(0), m.position, nbrs)
+            fn, args = md_loop(apply, 10), (state, nbrs)
+        else:
+            fn = jax.value_and_grad(lambda p, r, nb: m.energy(p, r, **nb), argnums=1)
+            args = (m.params, m.position, m.neighbors)
+        t = time.perf_counter()
+        low = jax.jit(fn).lower(*args)
+        lower_s = time.perf_counter() - t
+        t = time.perf_counter()
+        c = low.compile(compiler_options=options[v] or None)
+        compile_s = time.perf_counter() - t
+        line = f"{name} {what} {v:8s} JAX {jax.__version__}  lower {lower_s:5.1f} s  compile {compile_s:5.1f} s"
+        if not os.environ.get("NORUN"):
+            jax.block_until_ready(c(*args))
+            run = []
+            for _ in range(3 if what == "md" else 8):
+                t = time.perf_counter()
+                jax.block_until_ready(c(*args))
+                run.append(time.perf_counter() - t)
+            line += f"  run {1e3 * statistics.median(run):8.1f} ms (median of {len(run)})"
+        print(line + f"  load {os.getloadavg()[0]:.2f}", flush=True)
+    factory._not_folded, segments.MIN_SEGMENTED_PAIRS = barrier, min_pairs
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
