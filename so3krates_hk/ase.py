@@ -536,7 +536,7 @@ class SO3LRCalculator(Calculator):
         lr = _for_energy(self._lr, self._capacity.get("lr", 1))
         for _ in range(8):
             fn = self._evaluator(geometry.periodic, self._max_edges)
-            with serial_loops(len(position) * max(1, len(self.members or ()))):  # small structures: see cpu_tuning
+            with serial_loops(len(position) * (self.members or 1)):  # small structures: see cpu_tuning
                 out = fn(self.params, position, box, sr, lr, Z, q, s)
             if not bool(out["edge_overflow"]):
                 return out

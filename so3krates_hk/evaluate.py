@@ -347,7 +347,8 @@ class Evaluator:
                     args = [jnp.asarray(arrays[k], d if arrays[k].dtype == np.float64 else None)
                             for k in ("R", "Z", "mask", "segment", "local", "Q", "S", "pairs", "shifts", "lr_pairs",
                                       "lr_shifts")]  # fmt: skip
-                    with serial_loops(capacity.width * max(1, len(self.members or ()))):
+                    vectorised = self.members if self.batching != "map" else None  # members in one program
+                    with serial_loops(capacity.width * (vectorised or 1)):
                         launched = (batch, fn(self.params, *args))
                 if pending is not None:
                     self._unpack(pending[0], jax.device_get(pending[1]), prepared, results)
