@@ -115,11 +115,18 @@ def serial_loops_apply(num_atoms: Optional[int] = None) -> bool:
         return False
     if os.environ.get(SERIAL_LOOPS_OPT_OUT, "1") == "0":
         return False
+    return _classic_cpu_backend() and len(os.sched_getaffinity(0)) > 1
+
+
+@functools.lru_cache(maxsize=None)
+def _classic_cpu_backend() -> bool:
+    """The classic XLA:CPU runtime runs this process's programs, on a platform with thread affinities. Fixed once the
+    backend has started (XLA reads ``XLA_FLAGS`` then), so asked once: callers wrap every call."""
     if not hasattr(os, "sched_setaffinity") or not classic_runtime_active():
         return False
     import jax
 
-    return jax.default_backend() == "cpu" and len(os.sched_getaffinity(0)) > 1
+    return jax.default_backend() == "cpu"
 
 
 @contextlib.contextmanager

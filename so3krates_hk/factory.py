@@ -160,7 +160,6 @@ def _build(model: Callable, check: Callable, displacement, r_cutoff: float, conf
     return init_fn, apply_fn
 
 
-
 @jax.custom_batching.custom_vmap
 def _not_folded(species: jnp.ndarray) -> jnp.ndarray:
     """``species`` behind an optimisation barrier, so XLA does not constant-fold the per-atom work that depends on
