@@ -137,16 +137,31 @@ def serial_loops(num_atoms: Optional[int] = None) -> Iterator[bool]:
     It limits the calling thread to one of its CPUs for the duration of the block and restores its affinity after.
     Only compilation looks at it: a program compiled inside keeps its serial loops when called later, and one
     compiled before is unchanged. Calls inside the block run with the calling thread on that one CPU and the pool's
-    threads on all of them (measured no slower than outside, so callers may simply wrap every call). Does
-    nothing unless :func:`serial_loops_apply` (``num_atoms``: the structure's atoms, summed over a batch). Yields
+    threads on all of them (measured no slower than outside, so callers may simply wrap every call). Threads
+    started inside the block (a library's callback or loader thread) inherit the one CPU while it lasts and get the
+    caller's CPUs back when it ends. Does nothing unless :func:`serial_loops_apply` (``num_atoms``: the structure's atoms, summed over a batch). Yields
     whether it applied.
     """
     if not serial_loops_apply(num_atoms):
         yield False
         return
     previous = os.sched_getaffinity(0)
+    before = _thread_ids()
     os.sched_setaffinity(0, {min(previous)})
     try:
         yield True
     finally:
         os.sched_setaffinity(0, previous)
+        for tid in _thread_ids() - before:  # threads born inside inherited the one CPU
+            try:
+                os.sched_setaffinity(tid, previous)
+            except OSError:  # ended meanwhile (ProcessLookupError), or not ours to change
+                pass
+
+
+def _thread_ids() -> set[int]:
+    """The kernel ids of this process's threads (Linux)."""
+    try:
+        return {int(t) for t in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()

@@ -36,8 +36,10 @@ from typing import Mapping, Optional, Sequence
 
 from so3krates_hk._cpu_runtime import (  # noqa: F401  (serial_loops and its limit are public here)
     SERIAL_LOOPS_MAX_ATOMS,
+    SERIAL_LOOPS_OPT_OUT,
     prefer_classic_runtime,
     serial_loops,
+    serial_loops_apply,
     wants_classic_runtime,
     xla_flags,
 )

@@ -69,6 +69,28 @@ def test_serial_loops_restores_the_thread_affinity_and_respects_the_size_limit()
     assert os.sched_getaffinity(0) == before
 
 
+def test_threads_started_inside_serial_loops_get_the_callers_cpus_back():
+    import threading
+
+    import pytest
+
+    from so3krates_hk._cpu_runtime import serial_loops, serial_loops_apply
+
+    if not serial_loops_apply(10):
+        pytest.skip("serial loops do not apply here (needs XLA:CPU's classic runtime and more than one CPU)")
+    before = os.sched_getaffinity(0)
+    release, inside = threading.Event(), []
+    worker = threading.Thread(target=release.wait, daemon=True)
+    with serial_loops(10):
+        worker.start()
+        inside.append(os.sched_getaffinity(worker.native_id))
+    after = os.sched_getaffinity(worker.native_id)
+    release.set()
+    worker.join()
+    assert len(inside[0]) == 1  # inherited the block's one CPU while it lasted
+    assert after == before
+
+
 def test_serial_loops_opt_out(monkeypatch):
     from so3krates_hk._cpu_runtime import serial_loops
 

@@ -213,6 +213,29 @@ def test_force_matching_epoch_reduces_the_loss_and_resume_is_exact(tmp_path, ala
     np.testing.assert_allclose(resumed.history["val_force_rmse"], full.history["val_force_rmse"], rtol=1e-6)
 
 
+def test_serial_loops_in_training_change_no_number_and_leave_no_thread_narrowed(tmp_path, ala, monkeypatch):
+    """chemtrain's update step compiles with serial loops for small batches (the chemtrain environment's XLA:CPU):
+    the same parameters as with the block opted out, and no thread of the process left on one CPU afterwards."""
+    from so3krates_hk import _cpu_runtime
+
+    ds, model = ala
+    cfg = tiny_config(tmp_path, training={"epochs": 1})
+    if not _cpu_runtime.serial_loops_apply(cfg.training.batch_size * len(model.species)):
+        pytest.skip("serial loops do not apply here (needs XLA:CPU's classic runtime and more than one CPU)")
+    main_thread = os.sched_getaffinity(0)
+    serial = _run(cfg, model, ds, 1, tmp_path / "serial")
+    monkeypatch.setenv(_cpu_runtime.SERIAL_LOOPS_OPT_OUT, "0")
+    pool = _run(cfg, model, ds, 1, tmp_path / "pool")
+    for a, b in zip(jax.tree_util.tree_leaves(serial.trainer.params), jax.tree_util.tree_leaves(pool.trainer.params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert os.sched_getaffinity(0) == main_thread
+    for tid in os.listdir("/proc/self/task"):  # threads chemtrain or XLA started inside the block inherit nothing
+        try:
+            assert os.sched_getaffinity(int(tid)) == main_thread, f"thread {tid} left on {os.sched_getaffinity(int(tid))}"
+        except ProcessLookupError:
+            pass  # the thread has ended
+
+
 def _scaled(params, train):
     params = jax.tree_util.tree_map(lambda x: x, params)
     rms = float(np.sqrt(np.mean(train.forces**2)))

@@ -28,7 +28,7 @@ import json
 import os
 import time
 import typing
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +36,7 @@ import numpy as np
 import optax
 
 from so3krates_hk import pretrained
+from so3krates_hk._cpu_runtime import serial_loops
 from so3krates_hk._compat import jax_md, partition
 from so3krates_hk.factory import so3lr_neighborlist_pp
 from so3krates_hk.io import atomic_path, load_params, save_params
@@ -259,7 +260,8 @@ def _run_one(cfg: FinetuneConfig, progress: bool, out: str) -> dict:
         return e, -g, a
 
     def predict(p, idx, aux=False):
-        es, fs, auxes = zip(*(one(p, jnp.asarray(data["R"][i])) for i in idx))
+        with serial_loops(N):  # small structures: see cpu_tuning
+            es, fs, auxes = zip(*(one(p, jnp.asarray(data["R"][i])) for i in idx))
         if aux:
             return np.asarray(es), np.asarray(fs), {k: np.stack([a[k] for a in auxes]) for k in auxes[0]}
         return np.asarray(es), np.asarray(fs)
@@ -291,8 +293,9 @@ def _run_one(cfg: FinetuneConfig, progress: bool, out: str) -> dict:
         trainer.set_dataset(subset(va), stage="validation", include_all=True)
     history = {"train_force_rmse": [], "val_force_rmse": []}
     for _ in tqdm(range(t.epochs), desc="fine-tuning", unit="epoch", disable=not progress):
-        with contextlib.redirect_stdout(io.StringIO()):  # chemtrain echoes its epoch log; it still goes to log_file
-            trainer.train(1)
+        # small batches compile chemtrain's update step with serial loops (cpu_tuning; as in the CG training job)
+        with serial_loops(min(t.batch_size, len(tr)) * N), contextlib.redirect_stdout(io.StringIO()):
+            trainer.train(1)  # chemtrain echoes its epoch log; it still goes to log_file
         bpe = max(1, len(tr) // min(t.batch_size, len(tr)))
         history["train_force_rmse"].append(float(np.sqrt(np.mean(trainer.train_target_losses["F"][-bpe:]))))
         if len(va):

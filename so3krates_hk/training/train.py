@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from so3krates_hk._cpu_runtime import serial_loops
 from so3krates_hk.io import atomic_path
 from so3krates_hk.md import MDSettings, Potential, Simulation, SimulationError, time_unit_fs
 from so3krates_hk.training import analysis
@@ -136,7 +137,11 @@ class ForceMatchingRun:
 
     def train_epoch(self) -> None:
         t0 = time.perf_counter()
-        with contextlib.redirect_stdout(io.StringIO()):  # chemtrain echoes its epoch log; it still goes to log_file
+        # chemtrain compiles its update step in the first epoch; batches of up to SERIAL_LOOPS_MAX_ATOMS beads compile
+        # with serial loops (cpu_tuning; the chemtrain environment's XLA:CPU, same numbers; 1.29× per epoch on the
+        # main job, benchmarks/train_serial_loops.py)
+        beads = self.batch_size * len(self.model.species)
+        with serial_loops(beads), contextlib.redirect_stdout(io.StringIO()):  # chemtrain echoes its epoch log
             self.trainer.train(1)
         losses = self.trainer.train_target_losses["F"][-self.steps_per_epoch :]
         self.history["train_force_rmse"].append(float(np.sqrt(np.mean(losses))))
