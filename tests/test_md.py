@@ -256,3 +256,63 @@ def test_md_cli_rejects_bad_structures(tmp_path):
         run_md(MDRunConfig(structure=path, output=str(tmp_path / "o")), progress=False)
     with pytest.raises(InputError, match="integer number of elementary charges"):
         run_md(MDRunConfig(structure="dha", output=str(tmp_path / "o"), total_charge=0.5), progress=False)
+
+
+def test_skin_shrinks_to_fit_a_narrow_periodic_cell_and_an_explicit_one_is_checked(tmp_path, capsys):
+    from so3krates_hk import InputError, validation
+    from so3krates_hk.cli import main
+    from so3krates_hk.data import reference_structure
+    from so3krates_hk.md.run import DEFAULT_SKIN, resolve_skin
+
+    water = reference_structure("water")  # 1536 atoms in a 24.8 Å box: too narrow for 2 × (12 Å + 0.5 Å)
+    width = float(np.min(validation.perpendicular_widths(water.cell)))
+    assert width < 2 * (12.0 + DEFAULT_SKIN)
+    skin = resolve_skin(water.cell, 12.0)
+    assert 0 < skin < DEFAULT_SKIN and width / 2 - 12.0 - skin < 0.01  # the largest that fits, to 0.01 Å
+    validation.check_minimum_image(water.cell, 12.0 + skin)  # passes
+    assert resolve_skin(None, 12.0) == DEFAULT_SKIN  # free space
+    assert resolve_skin(np.eye(3) * 40.0, 12.0) == DEFAULT_SKIN  # wide enough
+    assert resolve_skin(water.cell, 12.0, 0.2) == 0.2  # asked for: kept
+    with pytest.raises(InputError, match="skin must be ≥ 0"):
+        resolve_skin(None, 12.0, -0.1)
+    base = ["md", "--structure", "water", "--output", str(tmp_path / "o"), "--steps", "1", "--no-progress"]
+    assert main([*base, "--skin", "0.6"]) == 2  # explicit and too large: the minimum-image error, before compiling
+    assert "too small for the long-range cutoff + skin of 12.6 Å" in capsys.readouterr().err
+    assert main([*base, "--skin", "-1"]) == 2
+    assert "skin must be ≥ 0" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_md_cli_runs_the_bundled_water_box(tmp_path):
+    """A periodic cell end to end, in its own process with a time limit: on JAX 0.4.37 the MD block once deadlocked
+    while tracing (a JAX scalar in the lists' static data; ``simulation.static_cell_size``)."""
+    import subprocess
+    import sys
+
+    out = str(tmp_path / "w")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    cmd = [sys.executable, "-m", "so3krates_hk.cli", "md", "--structure", "water", "--output", out, "--steps", "2",
+           "--block", "2", "--record-every", "1", "--checkpoint-every", "2", "--no-progress"]  # fmt: skip
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert p.returncode == 0, p.stderr[-3000:]
+    run = json.load(open(os.path.join(out, "run.json")))
+    assert run["steps_done"] == 2 and 0 < run["config"]["skin"] < 0.5
+    assert np.all(np.isfinite(np.genfromtxt(os.path.join(out, "log.csv"), delimiter=",", skip_header=1)))
+
+
+def test_lists_in_a_general_periodic_cell_carry_a_float_cell_size():
+    from so3krates_hk.md.simulation import static_cell_size
+
+    cell = jnp.asarray(np.diag([9.0, 10.0, 11.0]) + np.triu(np.ones((3, 3)), 1))
+    displacement, _ = jax_md.space.periodic_general(cell, fractional_coordinates=True)
+    fn = partition.neighbor_list(displacement, cell, 2.5, dr_threshold=0.5, fractional_coordinates=True,
+                                 format=partition.Sparse)  # fmt: skip
+    R = jnp.asarray(np.random.default_rng(0).uniform(size=(40, 3)))
+    raw = fn.allocate(R)
+    assert not isinstance(raw.cell_size, float)  # what jax-md gives: a JAX scalar in static data
+    nbrs = static_cell_size(raw)
+    assert isinstance(nbrs.cell_size, float) and nbrs.cell_size == float(raw.cell_size)
+    updated = nbrs.update(R + 0.01)
+    assert isinstance(updated.cell_size, float)
+    np.testing.assert_array_equal(np.asarray(updated.idx), np.asarray(raw.update(R + 0.01).idx))

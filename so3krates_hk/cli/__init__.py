@@ -36,14 +36,45 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="SO3krates and SO3LR in JAX: training, MD, conversion.",
                                      formatter_class=_Formatter)  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    parser.add_argument("--compile-cache", metavar="DIR", help=COMPILE_CACHE_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         module = importlib.import_module(f"{__name__}.{name}")
         p = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__, formatter_class=_Formatter)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback")
+        p.add_argument("--compile-cache", metavar="DIR", default=argparse.SUPPRESS, help=COMPILE_CACHE_HELP)
         module.add_arguments(p)
         p.set_defaults(func=module.run)
     return parser
+
+
+COMPILE_CACHE_HELP = (
+    "keep compiled programs in DIR (JAX's persistent compilation cache), so a later run of the same model on the same "
+    "system size skips compilation; also read from JAX_COMPILATION_CACHE_DIR"
+)
+
+
+def use_compile_cache(directory: str) -> str:
+    """Turn on JAX's persistent compilation cache in ``directory`` (created if missing) for this process and the
+    processes it starts (``JAX_COMPILATION_CACHE_DIR``, e.g. the MPI ranks of ``lammps``). Returns the absolute path."""
+    from so3krates_hk.errors import UserError
+
+    path = os.path.abspath(os.path.expanduser(directory))
+    try:
+        os.makedirs(path, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"--compile-cache: {path} is not a directory.") from None
+    if not os.access(path, os.W_OK):
+        raise UserError(f"--compile-cache: cannot write to {path}.")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = path
+    # every program, also the many small ones of the start-up (JAX keeps only those that took ≥ 1 s by default)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    if "jax" in sys.modules:  # JAX reads the variables when it is imported
+        config = sys.modules["jax"].config
+        config.update("jax_compilation_cache_dir", path)
+        config.update("jax_persistent_cache_min_compile_time_secs",
+                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))  # fmt: skip
+    return path
 
 
 def error(message: str) -> int:
@@ -66,6 +97,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from so3krates_hk.errors import UserError
 
     try:
+        if getattr(args, "compile_cache", None):
+            use_compile_cache(args.compile_cache)
         return int(args.func(args) or 0)
     except (UserError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         if args.debug or os.environ.get("SO3KRATES_HK_DEBUG"):

@@ -29,6 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", help="SO3LR weights .npz (default: the shipped pretrained SO3LR)")
     p.add_argument("--float64", action="store_true", help="double precision")
     p.add_argument("--seed", type=int, default=0, help="random seed (velocities, Langevin noise)")
+    p.add_argument("--skin", type=float, default=None,
+                   help="neighbour-list skin, Å (default: 0.5, or less where a periodic cell is narrower than 2 × "
+                        "(long-range cutoff + 0.5); the lists are updated every step, so a smaller skin only means "
+                        "more rebuilds)")  # fmt: skip
     p.add_argument("--restart", action="store_true", help="continue the run in --output from its checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -49,9 +53,9 @@ def run(args: argparse.Namespace) -> int:
             temperature=args.temperature, friction_per_ps=args.friction, steps=args.steps,
             record_every=args.record_every, block=args.block, checkpoint_every=args.checkpoint_every,
             total_charge=args.charge, num_unpaired_electrons=args.spin, params=args.params, float64=args.float64,
-            seed=args.seed,
+            seed=args.seed, skin=args.skin,
         )  # fmt: skip
     summary = run_md(cfg, restart=args.restart, progress=not args.no_progress)
-    print(f"{summary['steps_done']} steps, {summary['frames']} frames in {args.output}; "
-          f"conserved-energy drift {summary['conserved_drift_eV_per_atom_per_ps']:.3g} eV/atom/ps")  # fmt: skip
+    print(f"{summary['steps_done']} steps, {summary['frames']} frames in {args.output}; neighbour-list skin "
+          f"{summary['config']['skin']:g} Å; conserved-energy drift {summary['conserved_drift_eV_per_atom_per_ps']:.3g} eV/atom/ps")  # fmt: skip
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import time
 from typing import Optional
@@ -59,7 +60,26 @@ class MDRunConfig:
     params: Optional[str] = None  # a .npz of SO3LR weights (e.g. from finetune); default: the shipped SO3LR
     float64: bool = False
     seed: int = 0
-    skin: float = 0.5
+    skin: Optional[float] = None  # neighbour-list skin, Å; None: DEFAULT_SKIN, less where a periodic cell is narrow
+
+
+DEFAULT_SKIN = 0.5
+
+
+def resolve_skin(cell, cutoff: float, requested: Optional[float] = None) -> float:
+    """The neighbour-list skin (Å): ``requested`` if given, else :data:`DEFAULT_SKIN`, or, in a periodic cell
+    narrower than 2 × (``cutoff`` + that), the largest skin (to 0.01 Å) that keeps the minimum image, i.e. a cell width
+    of at least 2 × (cutoff + skin) along every lattice vector. The lists are updated every step and rebuilt whenever
+    an atom has moved half the skin, so a smaller skin only means more rebuilds. A cell too narrow for the cutoff
+    alone keeps the default, and the minimum-image check then says so."""
+    if requested is not None:
+        if not requested >= 0:
+            raise validation.InputError(f"the neighbour-list skin must be ≥ 0 Å, got {requested}")
+        return float(requested)
+    if cell is None:
+        return DEFAULT_SKIN
+    room = float(np.min(validation.perpendicular_widths(np.asarray(cell)))) / 2.0 - cutoff
+    return DEFAULT_SKIN if room < 0 else min(DEFAULT_SKIN, math.floor(room * 100.0) / 100.0)
 
 
 def load_structure(name_or_path: str) -> Structure:
@@ -109,15 +129,22 @@ def masses_for(Z: np.ndarray) -> np.ndarray:
     return np.asarray([ATOMIC_MASSES[int(z)] for z in Z])
 
 
-def build(cfg: MDRunConfig, s: Structure):
-    """(simulation, initial positions in the simulation's coordinates, to_cartesian function, settings)."""
+def load_weights(cfg: MDRunConfig) -> tuple[dict, dict]:
+    """(params, factory keyword arguments): the shipped SO3LR, or ``cfg.params``."""
     params, kwargs = pretrained.so3lr()
     if cfg.params:
         params, meta = load_params(cfg.params)
         if meta.get("model") != "so3lr":
             raise validation.InputError(f"{cfg.params} holds a {meta.get('model')!r} model; `md` runs SO3LR weights")
         kwargs = meta.get("factory_kwargs", kwargs)
+    return params, kwargs
+
+
+def build(cfg: MDRunConfig, s: Structure, weights: Optional[tuple[dict, dict]] = None):
+    """(simulation, initial positions in the simulation's coordinates, to_cartesian function, settings)."""
+    params, kwargs = load_weights(cfg) if weights is None else weights
     r_cut, lr_cut = kwargs["r_cutoff"], kwargs["lr_cutoff"]
+    skin = resolve_skin(s.cell, max(r_cut, lr_cut), cfg.skin)
     dtype = jnp.float64 if cfg.float64 else jnp.float32
     params = jax.tree_util.tree_map(jnp.asarray, params)
 
@@ -126,7 +153,7 @@ def build(cfg: MDRunConfig, s: Structure):
     validation.check_position(s.positions)
     validation.check_charge_spin(Z, cfg.total_charge, cfg.num_unpaired_electrons)
     if s.cell is not None:
-        validation.check_minimum_image(s.cell, max(r_cut, lr_cut + cfg.skin), what="long-range cutoff + skin")
+        validation.check_minimum_image(s.cell, max(r_cut, lr_cut) + skin, what="long-range cutoff + skin")
     validation.check_min_distance(s.positions, cell=s.cell, pbc=None if s.cell is None else (True, True, True))
 
     if s.cell is None:
@@ -141,7 +168,7 @@ def build(cfg: MDRunConfig, s: Structure):
         R0 = jnp.asarray(np.mod(np.asarray(s.positions) @ inv, 1.0), dtype)
         lists = dict(fractional_coordinates=True)
         to_cart = lambda r: np.asarray(r) @ np.asarray(s.cell)  # noqa: E731
-    lists.update(dr_threshold=cfg.skin, capacity_multiplier=1.25)
+    lists.update(dr_threshold=skin, capacity_multiplier=1.25)
     neighbor_fns = {
         "neighbor": partition.neighbor_list(displacement, box, r_cut, format=partition.Sparse, **lists),
         "neighbor_lr": partition.neighbor_list(displacement, box, lr_cut, format=partition.OrderedSparse, **lists),
@@ -197,7 +224,11 @@ def run_md(cfg: MDRunConfig, restart: bool = False, progress: bool = True) -> di
         cfg = dataclasses.replace(MDRunConfig(**saved["config"]), steps=cfg.steps, output=cfg.output)
     _check_run_config(cfg)
     s = load_structure(cfg.structure)
-    sim, R0, to_cart, kT = build(cfg, s)
+    weights = load_weights(cfg)
+    if not restart:  # recorded in run.json; a restart keeps the skin its run chose
+        cutoff = max(weights[1]["r_cutoff"], weights[1]["lr_cutoff"])
+        cfg = dataclasses.replace(cfg, skin=resolve_skin(s.cell, cutoff, cfg.skin))
+    sim, R0, to_cart, kT = build(cfg, s, weights)
     n_atoms = len(s.atomic_numbers)
 
     if restart:
