@@ -91,14 +91,18 @@ def main() -> None:
     e0, f0 = res[variants[0]][1]
     for v in variants:
         e, f = res[v][1]
-        print(v, f"lower {res[v][2]:.1f} s compile {res[v][3]:.1f} s  dE {abs(float(e-e0)):.2e} dF {float(jnp.abs(f-f0).max()):.2e}")
+        d_e, d_f = abs(float(e - e0)), float(jnp.abs(f - f0).max())
+        print(v, f"lower {res[v][2]:.1f} s compile {res[v][3]:.1f} s  dE {d_e:.2e} dF {d_f:.2e}")
     times = {v: [] for v in variants}
     for _ in range(int(os.environ.get("REPS", 10))):
         for v in variants:
             c, args = res[v][0], res[v][4]
-            t = time.perf_counter(); jax.block_until_ready(c(*args)); times[v].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            jax.block_until_ready(c(*args))
+            times[v].append(time.perf_counter() - t)
     for v in variants:
-        print(v, name, jax.__version__, f"run median {1e3*statistics.median(times[v]):.1f} ms (min {1e3*min(times[v]):.1f})")
+        med, low = 1e3 * statistics.median(times[v]), 1e3 * min(times[v])
+        print(v, name, jax.__version__, f"run median {med:.1f} ms (min {low:.1f})")
 
 
 if __name__ == "__main__":

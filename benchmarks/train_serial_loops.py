@@ -117,8 +117,8 @@ def main(argv=None) -> int:
         loadavg=load, cpu=cpu_name(), uptime=uptime(), cpus=len(os.sched_getaffinity(0)),
         xla_flags=os.environ.get("XLA_FLAGS"), malloc_arena_max=os.environ.get("MALLOC_ARENA_MAX"),
     )  # fmt: skip
-    out = args.out or os.path.join(ROOT, "benchmarks", "results",
-                                   f"train-serial-loops-cpu-{time.strftime('%Y-%m-%d')}-jax{jax.__version__}")  # fmt: skip
+    name = f"train-serial-loops-cpu-{time.strftime('%Y-%m-%d')}-jax{jax.__version__}"
+    out = args.out or os.path.join(ROOT, "benchmarks", "results", name)
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(res, f, indent=1)

@@ -139,8 +139,8 @@ def serial_loops(num_atoms: Optional[int] = None) -> Iterator[bool]:
     compiled before is unchanged. Calls inside the block run with the calling thread on that one CPU and the pool's
     threads on all of them (measured no slower than outside, so callers may simply wrap every call). Threads
     started inside the block (a library's callback or loader thread) inherit the one CPU while it lasts and get the
-    caller's CPUs back when it ends. Does nothing unless :func:`serial_loops_apply` (``num_atoms``: the structure's atoms, summed over a batch). Yields
-    whether it applied.
+    caller's CPUs back when it ends. Does nothing unless :func:`serial_loops_apply` (``num_atoms``: the structure's
+    atoms, summed over a batch). Yields whether it applied.
     """
     if not serial_loops_apply(num_atoms):
         yield False

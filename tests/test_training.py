@@ -231,7 +231,8 @@ def test_serial_loops_in_training_change_no_number_and_leave_no_thread_narrowed(
     assert os.sched_getaffinity(0) == main_thread
     for tid in os.listdir("/proc/self/task"):  # threads chemtrain or XLA started inside the block inherit nothing
         try:
-            assert os.sched_getaffinity(int(tid)) == main_thread, f"thread {tid} left on {os.sched_getaffinity(int(tid))}"
+            cpus = os.sched_getaffinity(int(tid))
+            assert cpus == main_thread, f"thread {tid} left on {cpus}"
         except ProcessLookupError:
             pass  # the thread has ended
 

@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed, skin=args.skin,
         )  # fmt: skip
     summary = run_md(cfg, restart=args.restart, progress=not args.no_progress)
+    drift = summary["conserved_drift_eV_per_atom_per_ps"]
     print(f"{summary['steps_done']} steps, {summary['frames']} frames in {args.output}; neighbour-list skin "
-          f"{summary['config']['skin']:g} Å; conserved-energy drift {summary['conserved_drift_eV_per_atom_per_ps']:.3g} eV/atom/ps")  # fmt: skip
+          f"{summary['config']['skin']:g} Å; conserved-energy drift {drift:.3g} eV/atom/ps")  # fmt: skip
     return 0

@@ -68,10 +68,10 @@ DEFAULT_SKIN = 0.5
 
 def resolve_skin(cell, cutoff: float, requested: Optional[float] = None) -> float:
     """The neighbour-list skin (Å): ``requested`` if given, else :data:`DEFAULT_SKIN`, or, in a periodic cell
-    narrower than 2 × (``cutoff`` + that), the largest skin (to 0.01 Å) that keeps the minimum image, i.e. a cell width
-    of at least 2 × (cutoff + skin) along every lattice vector. The lists are updated every step and rebuilt whenever
-    an atom has moved half the skin, so a smaller skin only means more rebuilds. A cell too narrow for the cutoff
-    alone keeps the default, and the minimum-image check then says so."""
+    narrower than 2 × (``cutoff`` + that), the largest skin (to 0.01 Å) that keeps the minimum image, i.e. a cell
+    width of at least 2 × (cutoff + skin) along every lattice vector. The lists are updated every step and rebuilt
+    whenever an atom has moved half the skin, so a smaller skin only means more rebuilds. A cell too narrow for the
+    cutoff alone keeps the default, and the minimum-image check then says so."""
     if requested is not None:
         if not requested >= 0:
             raise validation.InputError(f"the neighbour-list skin must be ≥ 0 Å, got {requested}")
