@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     for _ in range(args.epochs):
         for label, fm in runs.items():
             if label == "serial":
-                applied = serial_loops_apply(fm.batch_size * len(model.species))
+                applied = serial_loops_apply(fm.batch_atoms)
                 fm.train_epoch()  # as the job runs it
             else:
                 with _opted_out():

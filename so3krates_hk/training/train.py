@@ -101,6 +101,7 @@ class ForceMatchingRun:
         self.cfg, self.model, self.out = cfg, model, out
         t = cfg.training
         self.batch_size = min(t.batch_size, train.num_frames)
+        self.batch_atoms = self.batch_size * train.positions.shape[1]  # beads in one batch
         self.steps_per_epoch = train.num_frames // self.batch_size
         self.optimizer = make_optimizer(cfg, self.steps_per_epoch)
         params = model.init_params(jax.random.PRNGKey(t.seed))
@@ -140,8 +141,8 @@ class ForceMatchingRun:
         # chemtrain compiles its update step in the first epoch; batches of up to SERIAL_LOOPS_MAX_ATOMS beads compile
         # with serial loops (cpu_tuning; the chemtrain environment's XLA:CPU, same numbers; 1.29× per epoch on the
         # main job, benchmarks/train_serial_loops.py)
-        beads = self.batch_size * len(self.model.species)
-        with serial_loops(beads), contextlib.redirect_stdout(io.StringIO()):  # chemtrain echoes its epoch log
+        # chemtrain echoes its epoch log (it still goes to log_file)
+        with serial_loops(self.batch_atoms), contextlib.redirect_stdout(io.StringIO()):
             self.trainer.train(1)
         losses = self.trainer.train_target_losses["F"][-self.steps_per_epoch :]
         self.history["train_force_rmse"].append(float(np.sqrt(np.mean(losses))))
