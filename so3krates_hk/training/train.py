@@ -139,9 +139,8 @@ class ForceMatchingRun:
     def train_epoch(self) -> None:
         t0 = time.perf_counter()
         # chemtrain compiles its update step in the first epoch; batches of up to SERIAL_LOOPS_MAX_ATOMS beads compile
-        # with serial loops (cpu_tuning; the chemtrain environment's XLA:CPU, same numbers; 1.29× per epoch on the
-        # main job, benchmarks/train_serial_loops.py)
-        # chemtrain echoes its epoch log (it still goes to log_file)
+        # with serial loops (cpu_tuning; the chemtrain environment's XLA:CPU, same numbers; 1.31× per epoch on the
+        # main job, benchmarks/train_serial_loops.py). chemtrain echoes its epoch log (it still goes to log_file).
         with serial_loops(self.batch_atoms), contextlib.redirect_stdout(io.StringIO()):
             self.trainer.train(1)
         losses = self.trainer.train_target_losses["F"][-self.steps_per_epoch :]
