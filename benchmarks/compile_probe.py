@@ -2,12 +2,17 @@
 (``md``: jax-md NVT Langevin, both lists updated every step, 10 steps in a ``fori_loop``, weights and species bound).
 
     python -m benchmarks.compile_probe SYSTEM {ef,md} VARIANT[,VARIANT...]    (NORUN=1: compile only)
+    AB=ROUNDS python -m benchmarks.compile_probe ...    (then time the variants interleaved, ROUNDS calls each)
 
 Variants: ``default`` (the code as it is); ``nobar`` (species without the optimisation barrier that keeps XLA from
 folding them at compile time, ``factory._not_folded``); ``oneseg`` (one segment: unused pair capacity computed);
 ``O2``/``O1``/``O0`` (XLA's backend optimisation level for this program); ``noslp`` (LLVM's SLP vectoriser off).
 Each variant builds and traces the model anew; prints lowering and compile wall time, and the median of a few calls
-(8 for ``ef``, 3 for ``md``). Float32; run with the tuned malloc settings.
+(8 for ``ef``, 3 for ``md``). With ``AB=ROUNDS`` all variants stay compiled and are then called in turn, ROUNDS
+rounds of one call each, after one warm call each: the same-process comparison of their run time (median, min, max).
+For ``md`` the state comes from a jitted ``init`` that is waited for before the compile starts: JAX dispatches it
+asynchronously, and a compile timed while it still runs is timed against it for the two cores. Float32; run with
+the tuned malloc settings.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ def main(argv=None) -> int:
                "noslp": {"xla_cpu_disable_slp_vectorizer": True}}  # fmt: skip
     barrier, min_pairs = factory._not_folded, segments.MIN_SEGMENTED_PAIRS
     system = build_system(name)
+    compiled = {}
     for v in variants:
         factory._not_folded = (lambda z: z) if v == "nobar" else barrier
         segments.MIN_SEGMENTED_PAIRS = 10**9 if v == "oneseg" else min_pairs
@@ -44,6 +50,7 @@ def main(argv=None) -> int:
                                                        0.025, gamma=0.1)  # fmt: skip
             nbrs = dict(m.neighbors)
             state = jax.jit(lambda k, R, nb: init(k, R, mass=m.masses, **nb))(jax.random.PRNGKey(0), m.position, nbrs)
+            jax.block_until_ready(state)  # else the compile below is timed while init still runs
             fn, args = md_loop(apply, 10), (state, nbrs)
         else:
             fn = jax.value_and_grad(lambda p, r, nb: m.energy(p, r, **nb), argnums=1)
@@ -64,6 +71,21 @@ def main(argv=None) -> int:
                 run.append(time.perf_counter() - t)
             line += f"  run {1e3 * statistics.median(run):8.1f} ms (median of {len(run)})"
         print(line + f"  load {os.getloadavg()[0]:.2f}", flush=True)
+        if os.environ.get("AB"):
+            compiled[v] = (c, args)
+    if compiled:
+        times = {v: [] for v in compiled}
+        for v, (c, args) in compiled.items():
+            jax.block_until_ready(c(*args))
+        for _ in range(int(os.environ["AB"])):
+            for v, (c, args) in compiled.items():
+                t = time.perf_counter()
+                jax.block_until_ready(c(*args))
+                times[v].append(time.perf_counter() - t)
+        for v, ts in times.items():
+            print(f"{name} {what} {v:8s} interleaved: {1e3 * statistics.median(ts):8.1f} ms median "
+                  f"({1e3 * min(ts):.1f}-{1e3 * max(ts):.1f}, {len(ts)} calls)", flush=True)
+        print(f"load {os.getloadavg()[0]:.2f}", flush=True)
     factory._not_folded, segments.MIN_SEGMENTED_PAIRS = barrier, min_pairs
     return 0
 

@@ -232,7 +232,8 @@ def run_md(cfg: dict, rec: Recorder, m) -> None:
 
     dt = 0.5 / jax_md_time_unit_fs()
     init, apply = jax_md.simulate.nve(energy_fn, m.shift, dt)
-    state = init(jax.random.PRNGKey(0), m.position, kT=0.0, mass=m.masses, **m.neighbors)
+    # blocked: else the MD program's compile below is timed while init's forces still run
+    state = jax.block_until_ready(init(jax.random.PRNGKey(0), m.position, kT=0.0, mass=m.masses, **m.neighbors))
     # steps per jitted loop: up to md_steps, fewer for slow systems so a loop takes about md_loop_target_s
     ef_med = rec.result.get("ef_median_s") or 0.0
     steps = int(max(2, min(cfg["md_steps"], cfg.get("md_loop_target_s", 3.0) // max(ef_med, 1e-9))))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+import jax
 import numpy as np
 
 from so3krates_hk._compat import is_tracer, partition
@@ -226,7 +227,9 @@ def check_closest_pair(closest_pair_fn, position, neighbor, mask=None, min_dista
     if not _concrete(position, neighbor.idx) or (mask is not None and not _concrete(mask)):
         return
     node_mask = None if mask is None else np.asarray(mask).astype(bool)
-    d, i, j = (np.asarray(a) for a in closest_pair_fn(position, neighbor, node_mask, **displacement_kwargs))
+    # concrete inputs inside someone's jit (e.g. positions closed over while parameters are traced): evaluate now
+    with jax.ensure_compile_time_eval():
+        d, i, j = (np.asarray(a) for a in closest_pair_fn(position, neighbor, node_mask, **displacement_kwargs))
     if float(d) < min_distance:
         raise InputError(
             f"atoms {int(i)} and {int(j)} are {float(d):.4g} Å apart, closer than {min_distance:g} Å: "

@@ -172,6 +172,7 @@ def test_md_cli_runs_exactly_the_steps_asked_and_appends_on_restart(tmp_path):
     assert main(args) == 0  # 50 steps in blocks of 20: 20 + 20 + 10
     run = json.load(open(os.path.join(out, "run.json")))
     assert run["steps_done"] == 50 and run["frames"] == 5
+    assert np.isfinite(run["conserved_drift_eV_per_atom_per_ps"])
     with open(os.path.join(out, "trajectory.xyz"), "rb") as f:
         first = f.read()
     assert main(["md", "--output", out, "--restart", "--steps", "80", "--no-progress"]) == 0
@@ -296,9 +297,23 @@ def test_md_cli_runs_the_bundled_water_box(tmp_path):
            "--block", "2", "--record-every", "1", "--checkpoint-every", "2", "--no-progress"]  # fmt: skip
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert p.returncode == 0, p.stderr[-3000:]
-    run = json.load(open(os.path.join(out, "run.json")))
+    run = json.load(open(os.path.join(out, "run.json")), parse_constant=lambda c: pytest.fail(f"{c} in run.json"))
     assert run["steps_done"] == 2 and 0 < run["config"]["skin"] < 0.5
+    assert run["frames"] == 2 and run["conserved_drift_eV_per_atom_per_ps"] is None  # too few frames for a fit
+    assert "conserved-energy drift not fitted (fewer than 3 frames)" in p.stdout
     assert np.all(np.isfinite(np.genfromtxt(os.path.join(out, "log.csv"), delimiter=",", skip_header=1)))
+
+
+def test_drift_fit_is_the_least_squares_slope_and_none_below_three_frames():
+    from so3krates_hk.md.run import _DriftFit
+
+    fit = _DriftFit()
+    fit.add(np.array([0.0, 0.1]), np.array([5.0, 5.2]))
+    assert fit.slope() is None  # two points: a line through them is no fit
+    fit.add(np.array([0.2, 0.3]), np.array([5.35, 5.65]))  # least squares of (0, 0.2, 0.35, 0.65) over t: 2.1
+    assert fit.slope() == pytest.approx(2.1)
+    refit = _DriftFit(*fit.as_array())  # what a restart reads back from the checkpoint
+    assert refit.slope() == fit.slope()
 
 
 def test_lists_in_a_general_periodic_cell_carry_a_float_cell_size():

@@ -183,6 +183,13 @@ def test_per_particle_sums_to_total_and_vmap_jit_eager_agree(mol):
     with jax.disable_jit():
         eager = energy(mol, mol["R"], nbrs)
     assert rel(jitted, eager) <= 1e-12
+    # positions closed over, only the parameters traced (a parameter sweep, a committee): the checks still run on
+    # the concrete positions (this once failed converting a traced value inside the overlap check)
+    closed = jax.jit(lambda p: mol["apply"](p, mol["R"], nbrs, species=mol["species"]))
+    assert rel(closed(mol["params"]), eager) <= 1e-12
+    stacked = jax.tree_util.tree_map(lambda x: jnp.stack([x, 2 * x]), mol["params"])
+    both = jax.jit(jax.vmap(lambda p: mol["apply"](p, mol["R"], nbrs, species=mol["species"])))(stacked)
+    assert rel(both[0], eager) <= 1e-12 and abs(float(both[1] - both[0])) > 1e-6
 
 
 def test_bound_species_are_not_constant_folded_and_batched_species_work(mol, monkeypatch):
@@ -352,6 +359,8 @@ def test_bad_inputs_raise_clear_errors(mol):
         with pytest.raises(InputError, match=rf"atoms 2 and 6 are {text} Å apart"):
             apply_fn(params, R2, nbrs2, sp)
         apply_fn(params, R2, nbrs2, sp, mask=jnp.ones(len(R), bool).at[6].set(False))  # a masked ghost may overlap
+        with pytest.raises(InputError, match=rf"atoms 2 and 6 are {text} Å apart"):  # concrete inside a jit
+            jax.jit(lambda p, R2=R2, nbrs2=nbrs2: apply_fn(p, R2, nbrs2, sp))(params)
     # Inside jit, value checks cannot run: the documented behaviour is a NaN, not an exception.
     e = jax.jit(lambda r: apply_fn(params, r, nbrs, sp))(R.at[5, 1].set(jnp.nan))
     assert np.isnan(float(e))

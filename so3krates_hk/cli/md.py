@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     summary = run_md(cfg, restart=args.restart, progress=not args.no_progress)
     drift = summary["conserved_drift_eV_per_atom_per_ps"]
+    drift = f"{drift:.3g} eV/atom/ps" if drift is not None else "not fitted (fewer than 3 frames)"
     print(f"{summary['steps_done']} steps, {summary['frames']} frames in {args.output}; neighbour-list skin "
-          f"{summary['config']['skin']:g} Å; conserved-energy drift {drift:.3g} eV/atom/ps")  # fmt: skip
+          f"{summary['config']['skin']:g} Å; conserved-energy drift {drift}")  # fmt: skip
     return 0

@@ -303,11 +303,11 @@ class _DriftFit:
         self.y += y.sum()
         self.ty += (t * y).sum()
 
-    def slope(self) -> float:
-        """d(conserved energy per atom)/dt in eV/atom/ps, NaN with fewer than 3 frames."""
+    def slope(self) -> Optional[float]:
+        """d(conserved energy per atom)/dt in eV/atom/ps; None with fewer than 3 frames (no fit to speak of)."""
         denominator = self.n * self.tt - self.t**2
         if self.n < 3 or denominator <= 0:
-            return float("nan")
+            return None
         return float((self.n * self.ty - self.t * self.y) / denominator)
 
     def as_array(self) -> np.ndarray:

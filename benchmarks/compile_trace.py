@@ -1,0 +1,80 @@
+"""Where the compile time of one program goes: XLA's own trace events (passes, codegen, fusion compiles), and any
+program execution that overlaps the compile, from ``jax.profiler``.
+
+    python -m benchmarks.compile_trace SYSTEM {ef,md} {wait,nowait,shape} [TOP]
+
+``ef``: SO3LR energy+forces. ``md``: the MD loop program of ``compile_probe`` (jax-md NVT Langevin, 10 steps), whose
+state comes from a jitted ``init``: ``wait`` blocks on it before the compile, ``nowait`` does not (JAX dispatches it
+asynchronously, so it runs while the MD program compiles, as a script that does not wait would have it), ``shape``
+only traces it for shapes (nothing executes). Prints lowering and compile wall time and the TOP (default 30) trace
+events by summed duration (events nest, so the sums overlap); ``ThunkExecutor::Execute`` (JAX 0.10.x) is program
+execution. Float32; run with the tuned malloc settings.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import gzip
+import json
+import os
+import sys
+import tempfile
+import time
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    name, what, mode = argv[0], argv[1], argv[2]
+    top = int(argv[3]) if len(argv) > 3 else 30
+    import jax
+
+    from benchmarks import jax_models
+    from benchmarks.systems import build_system
+    from benchmarks.worker import md_loop
+    from so3krates_hk._compat import jax_md
+
+    m = jax_models.build("so3lr", build_system(name), "float32")
+    if what == "md":
+        init, apply = jax_md.simulate.nvt_langevin(lambda R, **nb: m.energy(m.params, R, **nb), m.shift, 1e-3,
+                                                   0.025, gamma=0.1)  # fmt: skip
+        nbrs = dict(m.neighbors)
+
+        def first_state(k, R, nb):
+            return init(k, R, mass=m.masses, **nb)
+
+        key = jax.random.PRNGKey(0)
+        if mode == "shape":
+            state = jax.eval_shape(first_state, key, m.position, nbrs)
+        else:
+            state = jax.jit(first_state)(key, m.position, nbrs)
+            if mode == "wait":
+                jax.block_until_ready(state)
+        fn, args = md_loop(apply, 10), (state, nbrs)
+    else:
+        fn = jax.value_and_grad(lambda p, r, nb: m.energy(p, r, **nb), argnums=1)
+        args = (m.params, m.position, m.neighbors)
+    t = time.perf_counter()
+    low = jax.jit(fn).lower(*args)
+    lower_s = time.perf_counter() - t
+    d = tempfile.mkdtemp()
+    with jax.profiler.trace(d, create_perfetto_trace=True):
+        t = time.perf_counter()
+        low.compile()
+        compile_s = time.perf_counter() - t
+    print(f"{name} {what} {mode}  JAX {jax.__version__}  lower {lower_s:.1f} s  compile {compile_s:.2f} s  "
+          f"load {os.getloadavg()[0]:.2f}")  # fmt: skip
+    trace = json.load(gzip.open(glob.glob(os.path.join(d, "**", "perfetto_trace.json.gz"), recursive=True)[0]))
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    total, count = collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("ph") == "X":
+            total[e["name"]] += e.get("dur", 0) / 1e6
+            count[e["name"]] += 1
+    for k, v in total.most_common(top):
+        print(f"  {v:8.2f} s  {count[k]:6d}  {k[:110]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
