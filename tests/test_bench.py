@@ -201,3 +201,22 @@ def test_quick_benchmark_reports_every_field_for_every_model(tmp_path):
     assert "not measured in this run" in md
     assert "Memory of the energy+forces program" in md
     assert (out / "time_vs_n.png").exists() and (out / "memory_vs_n.png").exists()
+
+
+def test_flop_count_of_a_lowered_program_multiplies_out_calls_and_batch_dims():
+    import jax
+    import jax.numpy as jnp
+
+    from benchmarks.flops import dot_flops
+
+    @jax.jit
+    def inner(a, b):  # a private function of the module, called twice
+        return a @ b
+
+    def f(a, b, c):
+        batched = jnp.einsum("pi,pj->pij", c, c)  # a batch dimension: 7 × 3 × 3 outputs, nothing contracted
+        return inner(a, b).sum() + inner(2 * a, b).sum() + batched.sum()
+
+    a, b, c = jnp.ones((5, 4)), jnp.ones((4, 6)), jnp.ones((7, 3))
+    dots, ctrl = dot_flops(jax.jit(f).lower(a, b, c).as_text())
+    assert dict(dots) == {5: 2 * (2 * 5 * 6 * 4), 7: 2 * 7 * 3 * 3} and not any(ctrl.values())
