@@ -23,6 +23,35 @@ import sys
 import time
 
 
+def program(m, what: str, first_state: str = "wait") -> tuple:
+    """``(function, arguments)`` of the program to compile for the bound model ``m``: ``ef`` (energy+forces) or ``md``
+    (the 10-step MD loop, from a first state computed by a jitted ``init``). ``first_state``: ``wait`` blocks on that
+    state (JAX dispatches it asynchronously: a compile timed while it still runs shares the cores with it),
+    ``nowait`` does not, ``shape`` only traces it for its shapes."""
+    import jax
+
+    from benchmarks.worker import md_loop
+    from so3krates_hk._compat import jax_md
+
+    if what == "ef":
+        return jax.value_and_grad(lambda p, r, nb: m.energy(p, r, **nb), argnums=1), (m.params, m.position, m.neighbors)
+    init, apply = jax_md.simulate.nvt_langevin(lambda R, **nb: m.energy(m.params, R, **nb), m.shift, 1e-3, 0.025,
+                                               gamma=0.1)  # fmt: skip
+    nbrs = dict(m.neighbors)
+
+    def init_state(k, R, nb):
+        return init(k, R, mass=m.masses, **nb)
+
+    key = jax.random.PRNGKey(0)
+    if first_state == "shape":
+        state = jax.eval_shape(init_state, key, m.position, nbrs)
+    else:
+        state = jax.jit(init_state)(key, m.position, nbrs)
+        if first_state == "wait":
+            jax.block_until_ready(state)
+    return md_loop(apply, 10), (state, nbrs)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     name, what, variants = argv[0], argv[1], argv[2].split(",")
@@ -31,8 +60,6 @@ def main(argv=None) -> int:
     import so3krates_hk.factory as factory
     from benchmarks import jax_models
     from benchmarks.systems import build_system
-    from benchmarks.worker import md_loop
-    from so3krates_hk._compat import jax_md
     from so3krates_hk.layers import segments
 
     options = {"default": {}, "nobar": {}, "oneseg": {}, "O2": {"xla_backend_optimization_level": 2},
@@ -44,17 +71,7 @@ def main(argv=None) -> int:
     for v in variants:
         factory._not_folded = (lambda z: z) if v == "nobar" else barrier
         segments.MIN_SEGMENTED_PAIRS = 10**9 if v == "oneseg" else min_pairs
-        m = jax_models.build("so3lr", system, "float32")
-        if what == "md":
-            init, apply = jax_md.simulate.nvt_langevin(lambda R, **nb: m.energy(m.params, R, **nb), m.shift, 1e-3,
-                                                       0.025, gamma=0.1)  # fmt: skip
-            nbrs = dict(m.neighbors)
-            state = jax.jit(lambda k, R, nb: init(k, R, mass=m.masses, **nb))(jax.random.PRNGKey(0), m.position, nbrs)
-            jax.block_until_ready(state)  # else the compile below is timed while init still runs
-            fn, args = md_loop(apply, 10), (state, nbrs)
-        else:
-            fn = jax.value_and_grad(lambda p, r, nb: m.energy(p, r, **nb), argnums=1)
-            args = (m.params, m.position, m.neighbors)
+        fn, args = program(jax_models.build("so3lr", system, "float32"), what)
         t = time.perf_counter()
         low = jax.jit(fn).lower(*args)
         lower_s = time.perf_counter() - t

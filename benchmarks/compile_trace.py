@@ -30,30 +30,10 @@ def main(argv=None) -> int:
     import jax
 
     from benchmarks import jax_models
+    from benchmarks.compile_probe import program
     from benchmarks.systems import build_system
-    from benchmarks.worker import md_loop
-    from so3krates_hk._compat import jax_md
 
-    m = jax_models.build("so3lr", build_system(name), "float32")
-    if what == "md":
-        init, apply = jax_md.simulate.nvt_langevin(lambda R, **nb: m.energy(m.params, R, **nb), m.shift, 1e-3,
-                                                   0.025, gamma=0.1)  # fmt: skip
-        nbrs = dict(m.neighbors)
-
-        def first_state(k, R, nb):
-            return init(k, R, mass=m.masses, **nb)
-
-        key = jax.random.PRNGKey(0)
-        if mode == "shape":
-            state = jax.eval_shape(first_state, key, m.position, nbrs)
-        else:
-            state = jax.jit(first_state)(key, m.position, nbrs)
-            if mode == "wait":
-                jax.block_until_ready(state)
-        fn, args = md_loop(apply, 10), (state, nbrs)
-    else:
-        fn = jax.value_and_grad(lambda p, r, nb: m.energy(p, r, **nb), argnums=1)
-        args = (m.params, m.position, m.neighbors)
+    fn, args = program(jax_models.build("so3lr", build_system(name), "float32"), what, mode)
     t = time.perf_counter()
     low = jax.jit(fn).lower(*args)
     lower_s = time.perf_counter() - t
