@@ -11,6 +11,7 @@ Settings (each a complete set of the variables; everything else inherited):
 * ``heap-cap``: as ``heap``, but blocks above 1/8 of physical memory get a mapping of their own
   (``cpu_tuning.mmap_threshold``).
 * ``heap+thp``: ``heap-cap`` with transparent huge pages asked of glibc (``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``).
+* ``thp-arenas``: ``heap+thp`` without ``MALLOC_ARENA_MAX=1`` (glibc's arenas per thread).
 * ``default``: glibc's defaults.
 
 Each worker builds SO3LR on one system (float32, lists outside the timing), compiles energy+forces (serial loops as
@@ -39,8 +40,9 @@ def settings(names) -> dict[str, dict[str, str]]:
     heap = {"MALLOC_ARENA_MAX": "1", "MALLOC_TRIM_THRESHOLD_": str(64 * 2**30),
             "MALLOC_MMAP_THRESHOLD_": str(32 * 2**30)}  # fmt: skip
     capped = dict(heap, MALLOC_MMAP_THRESHOLD_=str(mmap_threshold()))
-    variants = {"heap": heap, "heap-cap": capped, "heap+thp": dict(capped, GLIBC_TUNABLES="glibc.malloc.hugetlb=1"),
-                "default": {}}  # fmt: skip
+    thp = dict(capped, GLIBC_TUNABLES="glibc.malloc.hugetlb=1")
+    arenas = {k: v for k, v in thp.items() if k != "MALLOC_ARENA_MAX"}
+    variants = {"heap": heap, "heap-cap": capped, "heap+thp": thp, "thp-arenas": arenas, "default": {}}
     return {k: variants[k] for k in names}
 
 
