@@ -26,11 +26,10 @@ import json
 import os
 import resource
 import statistics
-import subprocess
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from benchmarks.procs import ROOT, json_worker, write_rows
+
 MALLOC_VARS = ("MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_", "GLIBC_TUNABLES")
 
 
@@ -94,12 +93,10 @@ def main(argv=None) -> int:
     for r, system in jobs:
         for name, env in variants.items():
             t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-m", "benchmarks.malloc_ab", "--worker", system, "--calls",
-                                   str(a.calls)], env={**base, **env}, cwd=ROOT, capture_output=True, text=True)  # fmt: skip
-            if proc.returncode:
-                row = dict(system=system, status=f"exit {proc.returncode}", peak_rss_gb=None)
-            else:
-                row = json.loads(proc.stdout.strip().splitlines()[-1])
+            status, row = json_worker("benchmarks.malloc_ab", ["--worker", system, "--calls", str(a.calls)],
+                                      {**base, **env}, check=False)  # fmt: skip
+            if row is None:
+                row = dict(system=system, status=f"exit {status}", peak_rss_gb=None)
             row.update(round=r + 1, setting=name, wall_s=time.perf_counter() - t, env=env)
             rows.append(row)
             if "median_ms" in row:
@@ -108,10 +105,7 @@ def main(argv=None) -> int:
                       f"{row['peak_rss_gb']:.1f} GB, load {row['load']:.2f}", flush=True)  # fmt: skip
             else:
                 print(f"round {r + 1} {system:12s} {name:9s}: {row['status']} (-9: killed, out of memory)", flush=True)
-    if a.out:
-        os.makedirs(a.out, exist_ok=True)
-        with open(os.path.join(a.out, "rows.json"), "w") as f:
-            json.dump(rows, f, indent=1)
+    write_rows(a.out, rows)
     return 0
 
 

@@ -19,10 +19,10 @@ import dataclasses
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
+
+from benchmarks.procs import json_worker, write_rows
 
 
 def worker(variant: str, structure: str) -> dict:
@@ -71,9 +71,7 @@ def main(argv=None) -> int:
                 env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=caches[v],
                            JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")  # fmt: skip
                 t = time.perf_counter()
-                out = subprocess.run([sys.executable, "-m", "benchmarks.md_startup", "--structure", a.structure,
-                                      "--worker", v], env=env, capture_output=True, text=True, check=True)  # fmt: skip
-                row = json.loads(out.stdout.strip().splitlines()[-1])
+                _, row = json_worker("benchmarks.md_startup", ["--structure", a.structure, "--worker", v], env)
                 row.update(round=r + 1, phase=phase, process_wall_s=time.perf_counter() - t)
                 rows.append(row)
                 print(f"round {r + 1} {phase} {v:5s} JAX {row['jax']}: init {row['init_s']:6.2f} s  build "
@@ -84,10 +82,7 @@ def main(argv=None) -> int:
                for v in ("eager", "jit")}  # fmt: skip
         print(f"{phase}: init median eager {med['eager']:.2f} s, jit {med['jit']:.2f} s, "
               f"ratio {med['eager'] / med['jit']:.2f}x")
-    if a.out:
-        os.makedirs(a.out, exist_ok=True)
-        with open(os.path.join(a.out, "rows.json"), "w") as f:
-            json.dump(rows, f, indent=1)
+    write_rows(a.out, rows)
     return 0
 
 

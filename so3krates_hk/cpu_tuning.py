@@ -46,6 +46,7 @@ from so3krates_hk._cpu_runtime import (  # noqa: F401  (serial_loops and its lim
     xla_flags,
 )
 
+
 def _physical_memory() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
