@@ -406,6 +406,10 @@ def profile_system(name: str, dtype_name: str, repeats: int) -> dict:
                         dir=r["dir"], out=r["out"][:2], flops=flops,
                         inner_ops=dict(ops.most_common(6))))  # fmt: skip
     out["hottest_thunks"] = hot
+    # every executed thunk (for counting passes over pair-sized arrays by output shape)
+    out["thunks"] = [dict(thunk=name, time_ms=sec * 1e3, op=top_rows[name]["cls"], dir=top_rows[name]["dir"],
+                          component=top_rows[name]["component"], out=top_rows[name]["out"][:2])
+                     for name, sec in sorted(tt.items(), key=lambda kv: -kv[1]) if name in top_rows]  # fmt: skip
     return out
 
 

@@ -23,6 +23,15 @@ thread (matrix products still use the pool); numbers are identical. Measured in 
 EPYC, float32, tuned malloc, energy+forces (``benchmarks/results/serial-loops-cpu-2026-12-06-jax0.4.37``): 1.20×
 on a 56-atom molecule, 1.06× on 148 atoms, 1.24×, 1.16× and 1.06× on CG chains of 100, 300 and 1000 beads, 0.89×
 on 1536 atoms of water. Hence :data:`SERIAL_LOOPS_MAX_ATOMS`.
+
+YNNPACK fusions, jaxlib 0.8.1 … 0.10.x. These versions hand matrix products, element-wise kernels and reductions to
+YNNPACK. For this model's per-pair work that is slower than XLA's own code: the sum over a head's block of
+q_i ⊙ w_ij ⊙ k_j on 30 384 pairs × 128 features took 2.9 ms through YNNPACK and 1.2 ms without (JAX 0.10.2, one
+process); SO3LR energy+forces on water-1536 ran 1.16× faster without YNNPACK, a 1000-bead CG box 1.17×, 56- and
+148-atom molecules and a 100-bead chain 1.01–1.06× (``benchmarks/xla_flags_sweep.py``, ``benchmarks/NOTES.md``).
+So :data:`NO_YNN_FLAG` is added to ``XLA_FLAGS`` for those versions (opt out with ``SO3KRATES_HK_YNN_FUSIONS=1``;
+a ``--xla_cpu_experimental_ynn_fusion_type`` of the caller's own is kept). The flag exists in jaxlib 0.8.1 to 0.10.2;
+later versions are left alone until measured, since XLA stops on a flag it does not know.
 """
 
 from __future__ import annotations
@@ -34,6 +43,8 @@ from typing import Iterator, Optional
 
 CLASSIC_RUNTIME_FLAG = "--xla_cpu_use_thunk_runtime=false"
 CLASSIC_RUNTIME_OPT_OUT = "SO3KRATES_HK_CLASSIC_CPU_RUNTIME"
+NO_YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type="
+YNN_OPT_OUT = "SO3KRATES_HK_YNN_FUSIONS"
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -67,22 +78,36 @@ def wants_classic_runtime(version: Optional[str] = None) -> bool:
     return version is not None and (0, 4, 32) <= _version_tuple(version) < (0, 5, 0)
 
 
-def xla_flags(base: Optional[str] = None, version: Optional[str] = None) -> Optional[str]:
-    """``XLA_FLAGS`` with :data:`CLASSIC_RUNTIME_FLAG` added where it helps and the caller has not chosen a runtime;
-    None when nothing is to be added."""
+def wants_no_ynn(version: Optional[str] = None) -> bool:
+    """True for jaxlib 0.8.1 … 0.10.x, whose XLA:CPU hands kernels to YNNPACK (slower here; module docstring)."""
+    version = jaxlib_version() if version is None else version
+    return version is not None and (0, 8, 1) <= _version_tuple(version) < (0, 11, 0)
+
+
+def xla_flags(base: Optional[str] = None, version: Optional[str] = None, classic: bool = True,
+              no_ynn: bool = True) -> Optional[str]:  # fmt: skip
+    """``XLA_FLAGS`` with the flags that help this jaxlib added, where the caller has not chosen that setting:
+    :data:`CLASSIC_RUNTIME_FLAG` (jaxlib 0.4.32 … 0.4.x, with ``classic``) and :data:`NO_YNN_FLAG` (jaxlib 0.8.1 …
+    0.10.x, with ``no_ynn``). None when nothing is to be added."""
     base = base or ""
-    if not wants_classic_runtime(version) or "xla_cpu_use_thunk_runtime" in base:
+    added = []
+    if classic and wants_classic_runtime(version) and "xla_cpu_use_thunk_runtime" not in base:
+        added.append(CLASSIC_RUNTIME_FLAG)
+    if no_ynn and wants_no_ynn(version) and "xla_cpu_experimental_ynn_fusion_type" not in base:
+        added.append(NO_YNN_FLAG)
+    if not added:
         return None
-    return f"{base} {CLASSIC_RUNTIME_FLAG}".strip()
+    return " ".join([base, *added]).strip()
 
 
 def prefer_classic_runtime(environ: Optional[dict] = None) -> bool:
-    """Add :data:`CLASSIC_RUNTIME_FLAG` to ``XLA_FLAGS`` for jaxlib 0.4.32 … 0.4.x, unless opted out. Takes effect
-    only if no JAX computation has run yet in this process. Returns True when the flag was added."""
+    """Add the flags of :func:`xla_flags` to ``XLA_FLAGS`` (``os.environ`` or ``environ``): the classic runtime on
+    jaxlib 0.4.32 … 0.4.x unless ``SO3KRATES_HK_CLASSIC_CPU_RUNTIME=0``, no YNNPACK fusions on jaxlib 0.8.1 … 0.10.x
+    unless ``SO3KRATES_HK_YNN_FUSIONS=1``. Takes effect only if no JAX computation has run yet in this process.
+    Returns True when a flag was added."""
     env = os.environ if environ is None else environ
-    if env.get(CLASSIC_RUNTIME_OPT_OUT, "1") == "0":
-        return False
-    flags = xla_flags(env.get("XLA_FLAGS"))
+    flags = xla_flags(env.get("XLA_FLAGS"), classic=env.get(CLASSIC_RUNTIME_OPT_OUT, "1") != "0",
+                      no_ynn=env.get(YNN_OPT_OUT, "0") != "1")  # fmt: skip
     if flags is None:
         return False
     env["XLA_FLAGS"] = flags

@@ -19,8 +19,9 @@ time was measured and does not give the same effect). So:
 
 They cost resident memory (freed memory stays with the process) and have no effect on GPU kernels.
 
-The XLA:CPU runtime of jaxlib 0.4.32 … 0.4.x: see :mod:`so3krates_hk._cpu_runtime` (``tuned_env`` and ``main``
-add its flag where it applies).
+XLA:CPU flags per jaxlib version (the classic runtime of jaxlib 0.4.32 … 0.4.x, no YNNPACK fusions on jaxlib 0.8.1 …
+0.10.x): see :mod:`so3krates_hk._cpu_runtime` (importing ``so3krates_hk``, ``tuned_env`` and ``main`` add them
+where they apply).
 
 Small structures on that runtime: :func:`serial_loops` compiles programs whose element-wise loops stay on the
 calling thread. The ASE calculator, the MD driver and ``evaluate`` use it for structures of up to
@@ -37,6 +38,8 @@ import sys
 from typing import Mapping, Optional, Sequence
 
 from so3krates_hk._cpu_runtime import (  # noqa: F401  (serial_loops and its limit are public here)
+    CLASSIC_RUNTIME_FLAG,
+    NO_YNN_FLAG,
     SERIAL_LOOPS_MAX_ATOMS,
     SERIAL_LOOPS_OPT_OUT,
     prefer_classic_runtime,
@@ -108,8 +111,10 @@ def main() -> int:
     """Print ``export`` lines for the shell."""
     for k, v in MALLOC_ENV.items():
         print(f"export {k}={v}")
-    flags = xla_flags(os.environ.get("XLA_FLAGS")) or os.environ.get("XLA_FLAGS")
-    if wants_classic_runtime() and flags:
+    env = dict(os.environ)
+    prefer_classic_runtime(env)  # the XLA:CPU flags that help this jaxlib (so3krates_hk._cpu_runtime)
+    flags = env.get("XLA_FLAGS", "")
+    if any(f in flags.split() for f in (CLASSIC_RUNTIME_FLAG, NO_YNN_FLAG)):  # (importing the package added them)
         print(f"export XLA_FLAGS='{flags}'")
     return 0
 

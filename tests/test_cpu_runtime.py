@@ -1,4 +1,5 @@
-"""The XLA:CPU runtime choice for jaxlib 0.4.32-0.4.x (so3krates_hk._cpu_runtime)."""
+"""The XLA:CPU flags per jaxlib version (so3krates_hk._cpu_runtime): the classic runtime on 0.4.32-0.4.x, no YNNPACK
+fusions on 0.8.1-0.10.x."""
 
 import os
 import subprocess
@@ -6,8 +7,10 @@ import sys
 
 from so3krates_hk._cpu_runtime import (
     CLASSIC_RUNTIME_FLAG,
+    NO_YNN_FLAG,
     prefer_classic_runtime,
     wants_classic_runtime,
+    wants_no_ynn,
     xla_flags,
 )
 
@@ -25,20 +28,61 @@ def test_flag_added_to_existing_flags_and_never_overrides_a_choice():
     assert xla_flags(None, "0.4.37") == CLASSIC_RUNTIME_FLAG
     assert xla_flags("--xla_dump_to=/tmp/x", "0.4.37") == f"--xla_dump_to=/tmp/x {CLASSIC_RUNTIME_FLAG}"
     assert xla_flags("--xla_cpu_use_thunk_runtime=true", "0.4.37") is None
-    assert xla_flags("--xla_dump_to=/tmp/x", "0.10.2") is None
+    assert xla_flags("--xla_dump_to=/tmp/x", "0.6.0") is None
+
+
+def test_no_ynn_only_on_jaxlib_0_8_1_to_0_10_x_and_never_overrides_a_choice():
+    assert not wants_no_ynn("0.8.0")
+    assert wants_no_ynn("0.8.1")
+    assert wants_no_ynn("0.10.2")
+    assert not wants_no_ynn("0.11.0")  # unmeasured: XLA stops on a flag it does not know
+    assert not wants_no_ynn("0.4.37")
+    assert xla_flags(None, "0.10.2") == NO_YNN_FLAG
+    assert xla_flags("--xla_dump_to=/tmp/x", "0.9.0") == f"--xla_dump_to=/tmp/x {NO_YNN_FLAG}"
+    own = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_DOT"
+    assert xla_flags(own, "0.10.2") is None
+    assert xla_flags(None, "0.10.2", no_ynn=False) is None
 
 
 def test_opt_out():
     env = {"SO3KRATES_HK_CLASSIC_CPU_RUNTIME": "0"}
-    assert not prefer_classic_runtime(env)
-    assert "XLA_FLAGS" not in env
+    prefer_classic_runtime(env)
+    assert CLASSIC_RUNTIME_FLAG not in env.get("XLA_FLAGS", "")
+    env = {"SO3KRATES_HK_YNN_FUSIONS": "1"}
+    prefer_classic_runtime(env)
+    assert NO_YNN_FLAG not in env.get("XLA_FLAGS", "")
 
 
-def test_import_sets_the_flag_exactly_when_this_jaxlib_wants_it():
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "SO3KRATES_HK_CLASSIC_CPU_RUNTIME")}
+def test_import_sets_the_flags_exactly_when_this_jaxlib_wants_them():
+    drop = ("XLA_FLAGS", "SO3KRATES_HK_CLASSIC_CPU_RUNTIME", "SO3KRATES_HK_YNN_FUSIONS")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     code = "import os, so3krates_hk; print(os.environ.get('XLA_FLAGS', ''))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert (CLASSIC_RUNTIME_FLAG in out.stdout) == wants_classic_runtime()
+    assert (NO_YNN_FLAG in out.stdout.split()) == wants_no_ynn()
+
+
+def test_no_ynn_flag_takes_effect_in_a_compiled_program():
+    """Where the flag applies, a program compiled after importing so3krates_hk holds no YNNPACK fusion; with the
+    opt-out it holds some (so the check can fail)."""
+    import pytest
+
+    if not wants_no_ynn():
+        pytest.skip("this jaxlib has no YNNPACK fusions to switch off")
+    code = (
+        "import so3krates_hk, jax, jax.numpy as jnp\n"
+        "f = jax.jit(lambda a, b: ((a @ b) * a).reshape(64, 4, 32).sum(-1))\n"
+        "x = jnp.ones((64, 128))\n"
+        "print(f.lower(x, jnp.ones((128, 128))).compile().as_text().count('__ynn_fusion'))\n"
+    )
+    counts = {}
+    for keep in ("0", "1"):
+        env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+        env["SO3KRATES_HK_YNN_FUSIONS"] = keep
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        counts[keep] = int(out.stdout.split()[-1])
+    assert counts["0"] == 0
+    assert counts["1"] > 0
 
 
 def test_classic_runtime_active_by_version_and_flags():

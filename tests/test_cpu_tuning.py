@@ -61,3 +61,18 @@ def test_a_block_above_the_threshold_does_not_double_the_memory():
     heap, mapped = rss(32 * GiB), rss(64 * 2**20)
     assert heap > mapped + 0.8 * block  # the heap kept the hole and grew by another block
     assert mapped < 1.5 * block + 64 * 2**20  # one block resident (plus the interpreter and the 8 MB)
+
+
+def test_shell_exports_carry_the_xla_flags_this_jaxlib_wants():
+    from so3krates_hk._cpu_runtime import CLASSIC_RUNTIME_FLAG, NO_YNN_FLAG, wants_classic_runtime, wants_no_ynn
+
+    drop = ("XLA_FLAGS", "SO3KRATES_HK_CLASSIC_CPU_RUNTIME", "SO3KRATES_HK_YNN_FUSIONS")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    out = subprocess.run([sys.executable, "-m", "so3krates_hk.cpu_tuning"], env=env, capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    for k, v in MALLOC_ENV.items():
+        assert f"export {k}={v}" in out
+    line = [x for x in out.splitlines() if x.startswith("export XLA_FLAGS=")]
+    flags = line[0].split("=", 1)[1].strip("'").split() if line else []
+    assert (CLASSIC_RUNTIME_FLAG in flags) == wants_classic_runtime()
+    assert (NO_YNN_FLAG in flags) == wants_no_ynn()
