@@ -84,6 +84,12 @@ def wants_no_ynn(version: Optional[str] = None) -> bool:
     return version is not None and (0, 8, 1) <= _version_tuple(version) < (0, 11, 0)
 
 
+def ynn_fusions_off(environ: Optional[dict] = None, version: Optional[str] = None) -> bool:
+    """True when this jaxlib (0.8.1 … 0.10.x) runs without YNNPACK fusions: :data:`NO_YNN_FLAG` in ``XLA_FLAGS``."""
+    env = os.environ if environ is None else environ
+    return wants_no_ynn(version) and NO_YNN_FLAG in env.get("XLA_FLAGS", "").split()
+
+
 def xla_flags(base: Optional[str] = None, version: Optional[str] = None, classic: bool = True,
               no_ynn: bool = True) -> Optional[str]:  # fmt: skip
     """``XLA_FLAGS`` with the flags that help this jaxlib added, where the caller has not chosen that setting:

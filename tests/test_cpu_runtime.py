@@ -44,6 +44,15 @@ def test_no_ynn_only_on_jaxlib_0_8_1_to_0_10_x_and_never_overrides_a_choice():
     assert xla_flags(None, "0.10.2", no_ynn=False) is None
 
 
+def test_ynn_fusions_off_reads_the_flag_on_the_versions_that_have_it():
+    from so3krates_hk._cpu_runtime import ynn_fusions_off
+
+    assert ynn_fusions_off({"XLA_FLAGS": f"--xla_dump_to=/tmp/x {NO_YNN_FLAG}"}, "0.10.2")
+    assert not ynn_fusions_off({}, "0.10.2")
+    assert not ynn_fusions_off({"XLA_FLAGS": NO_YNN_FLAG + "LIBRARY_FUSION_TYPE_DOT"}, "0.10.2")
+    assert not ynn_fusions_off({"XLA_FLAGS": NO_YNN_FLAG}, "0.4.37")
+
+
 def test_opt_out():
     env = {"SO3KRATES_HK_CLASSIC_CPU_RUNTIME": "0"}
     prefer_classic_runtime(env)

@@ -22,8 +22,10 @@ How it is evaluated (same numbers, chosen by measurement on CPU, ``benchmarks/NO
 bound by memory traffic, so the formulation keeps the number of full (pairs × F) passes low. The radial and
 spherical filters of one family share their output layer as one product, [act(β R1a + r1a) | act(g S1a + s1a)]
 [R1b; S1b] + (r1b + s1b); sums over a head's or a degree's block are reductions of a (pairs, blocks, width) view.
-On jaxlib 0.4.x (the chemtrain environment) the per-pair terms are also recomputed in the backward pass rather than
-stored, keeping only the products with weight matrices (``recompute``); newer XLA runs the stored version faster.
+On the CPU the per-pair terms are also recomputed in the backward pass rather than stored, keeping only the
+products with weight matrices (``recompute``), where that measured faster: on jaxlib 0.4.x (the chemtrain environment),
+and on jaxlib 0.8.1–0.10.x with YNNPACK fusions off (``so3krates_hk._cpu_runtime``); with YNNPACK on, the stored
+version ran faster.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from so3krates_hk._cpu_runtime import jaxlib_before
+from so3krates_hk._cpu_runtime import jaxlib_before, ynn_fusions_off
 from so3krates_hk.layers.dense import Activation
 from so3krates_hk.layers.harmonics import degree_contraction
 from so3krates_hk.layers.segments import segment_bounds, sum_over_segments
@@ -114,9 +116,13 @@ def block_scale(coeff: jnp.ndarray, a: jnp.ndarray) -> jnp.ndarray:
 
 
 def recompute_by_default() -> bool:
-    """Recompute the per-pair terms in the backward pass: on jaxlib 0.4.x with the CPU backend, where it measured
-    faster (chemtrain environment); elsewhere the stored version is faster or unmeasured."""
-    return jaxlib_before((0, 5, 0)) and jax.default_backend() == "cpu"
+    """Recompute the per-pair terms in the backward pass, on the CPU backend where it measured faster: jaxlib 0.4.x
+    (chemtrain environment; water-1536 per layer 82–89 against 92–95 ms), and jaxlib 0.8.1–0.10.x with YNNPACK
+    fusions off (the package's default there; SO3LR e+f dha 1.06–1.11×, bb 1.09–1.11×, water-1536 1.01–1.03×).
+    Elsewhere the stored version is faster (YNNPACK on) or unmeasured."""
+    if jax.default_backend() != "cpu":
+        return False
+    return jaxlib_before((0, 5, 0)) or ynn_fusions_off()
 
 
 def _block_matrix(name: str, blocks: int, width: int, dtype) -> jnp.ndarray:
