@@ -20,12 +20,12 @@ from typing import Any
 
 import jax as _jax
 
-from so3krates_hk._cpu_runtime import prefer_classic_runtime as _prefer_classic_runtime
+from so3krates_hk._cpu_runtime import apply_cpu_flags as _apply_cpu_flags
 
 # XLA:CPU flags per jaxlib version: on 0.4.32-0.4.x the classic runtime, which compiles the scatter loops the
 # default runtime interprets; on 0.8.1-0.10.x no YNNPACK fusions (slower for this model's per-pair work). No effect
 # on other versions, or once JAX has run (see cpu_tuning and _cpu_runtime).
-_prefer_classic_runtime()
+_apply_cpu_flags()
 
 if not hasattr(_jax.random, "KeyArray"):  # jax-md 0.2.8 reads it at import time (see so3krates_hk._compat)
     _jax.random.KeyArray = _jax.Array

@@ -7,12 +7,12 @@ with one iteration per index. SO3LR's energy+forces on 1536 atoms of water holds
 iterations each). Measured in one process on a loaded 2-core machine (``benchmarks/xla_cpu_runtime.py``, fastest
 of 11 calls): a segment sum of 759 440 scalars onto 1536 atoms 97.5 ms with the thunk runtime, 1.7 ms with the
 classic one; of (37 050, 128) features 14.2 and 2.6 ms. The older "classic" runtime compiles the loops into the
-program, as current XLA does for scatters anyway, so for those jaxlib versions :func:`prefer_classic_runtime` asks
+program, as current XLA does for scatters anyway, so for those jaxlib versions :func:`apply_cpu_flags` asks
 for it (``--xla_cpu_use_thunk_runtime=false`` in ``XLA_FLAGS``). The numbers are identical; only the speed differs:
 SO3LR energy+forces on 1536 atoms of water 1.38× faster, on a 148-atom molecule 1.11×, on a 56-atom one 0.87×
 (``benchmarks/results/samerun-quieter-cpu-2026-12-02``).
 XLA reads ``XLA_FLAGS`` once, when the first computation starts the backend: importing ``so3krates_hk`` calls
-:func:`prefer_classic_runtime` before that (opt out with ``SO3KRATES_HK_CLASSIC_CPU_RUNTIME=0``); where JAX has
+:func:`apply_cpu_flags` before that (opt out with ``SO3KRATES_HK_CLASSIC_CPU_RUNTIME=0``); where JAX has
 already run something, set the flag in the shell (``python -m so3krates_hk.cpu_tuning`` prints it).
 
 Serial loops for small structures (:func:`serial_loops`). When the classic runtime compiles a program, it splits
@@ -26,9 +26,10 @@ on 1536 atoms of water. Hence :data:`SERIAL_LOOPS_MAX_ATOMS`.
 
 YNNPACK fusions, jaxlib 0.8.1 … 0.10.x. These versions hand matrix products, element-wise kernels and reductions to
 YNNPACK. For this model's per-pair work that is slower than XLA's own code: the sum over a head's block of
-q_i ⊙ w_ij ⊙ k_j on 30 384 pairs × 128 features took 2.9 ms through YNNPACK and 1.2 ms without (JAX 0.10.2, one
-process); SO3LR energy+forces on water-1536 ran 1.16× faster without YNNPACK, a 1000-bead CG box 1.17×, 56- and
-148-atom molecules and a 100-bead chain 1.01–1.06× (``benchmarks/xla_flags_sweep.py``, ``benchmarks/NOTES.md``).
+q_i ⊙ w_ij ⊙ k_j on 30 384 pairs × 128 features took 2.9 ms through YNNPACK and 1.2–1.4 ms without (JAX 0.10.2,
+one process); energy+forces ran 1.18× faster without YNNPACK on SO3LR water-1536 and on a 1000-bead CG box, and
+0.96–1.03× (within the spread) on 56- and 148-atom molecules and a 100-bead chain
+(``benchmarks/results/ynn-ab-cpu-2026-12-07``).
 So :data:`NO_YNN_FLAG` is added to ``XLA_FLAGS`` for those versions (opt out with ``SO3KRATES_HK_YNN_FUSIONS=1``;
 a ``--xla_cpu_experimental_ynn_fusion_type`` of the caller's own is kept). The flag exists in jaxlib 0.8.1 to 0.10.2;
 later versions are left alone until measured, since XLA stops on a flag it does not know.
@@ -106,7 +107,7 @@ def xla_flags(base: Optional[str] = None, version: Optional[str] = None, classic
     return " ".join([base, *added]).strip()
 
 
-def prefer_classic_runtime(environ: Optional[dict] = None) -> bool:
+def apply_cpu_flags(environ: Optional[dict] = None) -> bool:
     """Add the flags of :func:`xla_flags` to ``XLA_FLAGS`` (``os.environ`` or ``environ``): the classic runtime on
     jaxlib 0.4.32 … 0.4.x unless ``SO3KRATES_HK_CLASSIC_CPU_RUNTIME=0``, no YNNPACK fusions on jaxlib 0.8.1 … 0.10.x
     unless ``SO3KRATES_HK_YNN_FUSIONS=1``. Takes effect only if no JAX computation has run yet in this process.

@@ -42,7 +42,7 @@ from so3krates_hk._cpu_runtime import (  # noqa: F401  (serial_loops and its lim
     NO_YNN_FLAG,
     SERIAL_LOOPS_MAX_ATOMS,
     SERIAL_LOOPS_OPT_OUT,
-    prefer_classic_runtime,
+    apply_cpu_flags,
     serial_loops,
     serial_loops_apply,
     wants_classic_runtime,
@@ -86,7 +86,7 @@ def tuned_env(base: Optional[Mapping[str, str]] = None) -> dict[str, str]:
         env["GLIBC_TUNABLES"] = f"{own}:{MALLOC_ENV['GLIBC_TUNABLES']}"
     for k, v in MALLOC_ENV.items():
         env.setdefault(k, v)
-    prefer_classic_runtime(env)
+    apply_cpu_flags(env)
     return env
 
 
@@ -111,10 +111,8 @@ def main() -> int:
     """Print ``export`` lines for the shell."""
     for k, v in MALLOC_ENV.items():
         print(f"export {k}={v}")
-    env = dict(os.environ)
-    prefer_classic_runtime(env)  # the XLA:CPU flags that help this jaxlib (so3krates_hk._cpu_runtime)
-    flags = env.get("XLA_FLAGS", "")
-    if any(f in flags.split() for f in (CLASSIC_RUNTIME_FLAG, NO_YNN_FLAG)):  # (importing the package added them)
+    flags = os.environ.get("XLA_FLAGS", "")  # importing so3krates_hk added the flags this jaxlib wants
+    if any(f in flags.split() for f in (CLASSIC_RUNTIME_FLAG, NO_YNN_FLAG)):
         print(f"export XLA_FLAGS='{flags}'")
     return 0
 

@@ -8,7 +8,7 @@ import sys
 from so3krates_hk._cpu_runtime import (
     CLASSIC_RUNTIME_FLAG,
     NO_YNN_FLAG,
-    prefer_classic_runtime,
+    apply_cpu_flags,
     wants_classic_runtime,
     wants_no_ynn,
     xla_flags,
@@ -55,10 +55,10 @@ def test_ynn_fusions_off_reads_the_flag_on_the_versions_that_have_it():
 
 def test_opt_out():
     env = {"SO3KRATES_HK_CLASSIC_CPU_RUNTIME": "0"}
-    prefer_classic_runtime(env)
+    apply_cpu_flags(env)
     assert CLASSIC_RUNTIME_FLAG not in env.get("XLA_FLAGS", "")
     env = {"SO3KRATES_HK_YNN_FUSIONS": "1"}
-    prefer_classic_runtime(env)
+    apply_cpu_flags(env)
     assert NO_YNN_FLAG not in env.get("XLA_FLAGS", "")
 
 
