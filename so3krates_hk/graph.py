@@ -98,7 +98,21 @@ def _list_entries(displacement_fn: DisplacementFn, position, neighbor, node_mask
     if node_mask is not None:
         valid = valid & node_mask[ci] & node_mask[nj]
     disp = functools.partial(displacement_fn, **displacement_kwargs)
-    return centers, neighbors, is_sorted, valid, jax.vmap(disp)(position[nj], position[ci])
+    return centers, neighbors, is_sorted, valid, jax.vmap(disp)(gather_rows(position, nj), gather_rows(position, ci))
+
+
+def gather_rows(x: jnp.ndarray, index: jnp.ndarray) -> jnp.ndarray:
+    """x[index] for a per-atom array x of shape (N, w), with rows padded to a power of two on the way.
+
+    The gradient of a gather is a scatter-add over the index, which XLA:CPU runs as a serial loop, one row per
+    iteration. Rows of 3 or 5 elements take about twice as long per row as rows of 2, 4 or 8
+    (``benchmarks/NOTES.md``), so positions are gathered as rows of 4 and the padding sliced off.
+    """
+    w = x.shape[-1]
+    padded = 1 << max(0, (w - 1).bit_length())
+    if x.ndim != 2 or padded == w or padded > 16:
+        return x[index]
+    return jnp.pad(x, ((0, 0), (0, padded - w)))[index][:, :w]
 
 
 def build_graph(

@@ -270,23 +270,24 @@ def so3lr_pair_terms(config: SO3LRConfig, Z: jnp.ndarray, graph: Graph, lr: Opti
     e_el, e_disp = zeros, zeros
     if lr is not None and config.long_range and (config.electrostatics or config.dispersion):
         N = Z.shape[0]
+        qh = jnp.stack([q, h], -1)
 
         def lr_segment(start: int, stop: int) -> tuple[jnp.ndarray, jnp.ndarray]:
             g = graph_slice(lr.graph, start, stop)
             c = lr.multiplicity[start:stop] if np.ndim(lr.multiplicity) else lr.multiplicity  # per pair or one
             i, j = jnp.minimum(g.centers, N - 1), jnp.minimum(g.neighbors, N - 1)
-            el, disp = zeros, zeros
+            # q and h travel together: one gather per side, so one scatter per side in the gradient
+            (q_i, h_i), (q_j, h_j) = (jnp.moveaxis(qh[k], -1, 0) for k in (i, j))
+            el = disp = jnp.zeros_like(g.distances)
             if config.electrostatics:
-                pair = coulomb_pair_energy(
-                    g.distances, q[i], q[j], config.lr_cutoff, config.electrostatic_energy_scale, c
-                )
-                el = segment_sum(jnp.where(g.mask, pair, 0.0), g)
+                el = coulomb_pair_energy(g.distances, q_i, q_j, config.lr_cutoff, config.electrostatic_energy_scale, c)
+                el = jnp.where(g.mask, el, 0.0)
             if config.dispersion:
-                pair = dispersion_pair_energy(
-                    g.distances, Z[i], Z[j], h[i], h[j], g.mask, config.lr_cutoff, config.dispersion_damping,
+                disp = dispersion_pair_energy(
+                    g.distances, Z[i], Z[j], h_i, h_j, g.mask, config.lr_cutoff, config.dispersion_damping,
                     config.dispersion_energy_scale, c,
                 )  # fmt: skip
-                disp = segment_sum(pair, g)
+            el, disp = jnp.moveaxis(segment_sum(jnp.stack([el, disp], -1), g), -1, 0)  # one scatter for both
             return el, disp
 
         # trailing padding of the list is skipped (``layers.segments``)
