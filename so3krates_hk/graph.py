@@ -102,11 +102,11 @@ def _list_entries(displacement_fn: DisplacementFn, position, neighbor, node_mask
 
 
 def gather_rows(x: jnp.ndarray, index: jnp.ndarray) -> jnp.ndarray:
-    """x[index] for a per-atom array x of shape (N, w), with rows padded to a power of two on the way.
+    """x[index] for an array x of shape (M, w), with rows padded to a power of two on the way.
 
     The gradient of a gather is a scatter-add over the index, which XLA:CPU runs as a serial loop, one row per
     iteration. Rows of 3 or 5 elements take about twice as long per row as rows of 2, 4 or 8
-    (``benchmarks/NOTES.md``), so positions are gathered as rows of 4 and the padding sliced off.
+    (``benchmarks/NOTES.md``), so positions and edge vectors are gathered as rows of 4 and the padding sliced off.
     """
     w = x.shape[-1]
     padded = 1 << max(0, (w - 1).bit_length())
@@ -147,7 +147,7 @@ def build_graph(
         selection, slot_mask, overflow = _compact(keep, capacity)
         centers = jnp.where(slot_mask, centers[selection], N)
         neighbors = jnp.where(slot_mask, neighbors[selection], N)
-        vectors = vectors[selection]
+        vectors = gather_rows(vectors, selection)
         keep = slot_mask  # compaction keeps the order, so `is_sorted` still holds
 
     vectors, distances = safe_geometry(vectors, keep, cutoff)
