@@ -277,7 +277,7 @@ def so3lr_pair_terms(config: SO3LRConfig, Z: jnp.ndarray, graph: Graph, lr: Opti
             c = lr.multiplicity[start:stop] if np.ndim(lr.multiplicity) else lr.multiplicity  # per pair or one
             i, j = jnp.minimum(g.centers, N - 1), jnp.minimum(g.neighbors, N - 1)
             # q and h travel together: one gather per side, so one scatter per side in the gradient
-            (q_i, h_i), (q_j, h_j) = (jnp.moveaxis(qh[k], -1, 0) for k in (i, j))
+            (q_i, h_i), (q_j, h_j) = qh[i].T, qh[j].T
             el = disp = jnp.zeros_like(g.distances)
             if config.electrostatics:
                 el = coulomb_pair_energy(g.distances, q_i, q_j, config.lr_cutoff, config.electrostatic_energy_scale, c)
@@ -287,7 +287,7 @@ def so3lr_pair_terms(config: SO3LRConfig, Z: jnp.ndarray, graph: Graph, lr: Opti
                     g.distances, Z[i], Z[j], h_i, h_j, g.mask, config.lr_cutoff, config.dispersion_damping,
                     config.dispersion_energy_scale, c,
                 )  # fmt: skip
-            el, disp = jnp.moveaxis(segment_sum(jnp.stack([el, disp], -1), g), -1, 0)  # one scatter for both
+            el, disp = segment_sum(jnp.stack([el, disp], -1), g).T  # one scatter for both
             return el, disp
 
         # trailing padding of the list is skipped (``layers.segments``)
