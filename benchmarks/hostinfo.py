@@ -9,16 +9,28 @@ import subprocess
 from typing import Optional
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def cpu_name(cpuinfo: Optional[str] = None) -> str:
+    """The CPU model from /proc/cpuinfo (Linux; or from the text ``cpuinfo``), with its family and model numbers,
+    which tell apart CPUs that a virtual machine names alike ("AMD EPYC": family 25 is Zen 3/4, family 26 Zen 5);
+    else what ``platform`` knows."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    fields = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            break  # the first CPU is enough
+        key, _, value = line.partition(":")
+        fields[key.strip()] = value.strip()
+    name = fields.get("model name")
+    if not name:
+        return platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
 
 
 def dist_version(name: str) -> Optional[str]:

@@ -220,3 +220,12 @@ def test_flop_count_of_a_lowered_program_multiplies_out_calls_and_batch_dims():
     a, b, c = jnp.ones((5, 4)), jnp.ones((4, 6)), jnp.ones((7, 3))
     dots, ctrl = dot_flops(jax.jit(f).lower(a, b, c).as_text())
     assert dict(dots) == {5: 2 * (2 * 5 * 6 * 4), 7: 2 * 7 * 3 * 3} and not any(ctrl.values())
+
+
+def test_cpu_name_carries_family_and_model_of_the_first_cpu():
+    from benchmarks.hostinfo import cpu_name
+
+    two_cpus = ("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+                "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: Other\n")  # fmt: skip
+    assert cpu_name(two_cpus) == "AMD EPYC (family 25, model 17)"
+    assert cpu_name("model name\t: Some CPU\n") == "Some CPU"
