@@ -7,7 +7,7 @@
 Variants: ``default`` (the code as it is); ``nobar`` (species without the optimisation barrier that keeps XLA from
 folding them at compile time, ``factory._not_folded``); ``oneseg`` (one segment: unused pair capacity computed);
 ``O2``/``O1``/``O0`` (XLA's backend optimisation level for this program); ``noslp`` (LLVM's SLP vectoriser off);
-``llvmcheap`` (LLVM's expensive optimisation passes off); ``osize`` (XLA:CPU's optimise-for-size mode).
+``llvmcheap`` (LLVM's expensive optimisation passes off).
 Each variant builds and traces the model anew; prints lowering and compile wall time, and the median of a few calls
 (8 for ``ef``, 3 for ``md``). With ``AB=ROUNDS`` all variants stay compiled and are then called in turn, ROUNDS
 rounds of one call each, after one warm call each: the same-process comparison of their run time (median, min, max).
@@ -66,8 +66,7 @@ def main(argv=None) -> int:
     options = {"default": {}, "nobar": {}, "oneseg": {}, "O2": {"xla_backend_optimization_level": 2},
                "O1": {"xla_backend_optimization_level": 1}, "O0": {"xla_backend_optimization_level": 0},
                "noslp": {"xla_cpu_disable_slp_vectorizer": True},
-               "llvmcheap": {"xla_llvm_disable_expensive_passes": True},
-               "osize": {"xla_cpu_optimize_for_size": True}}  # fmt: skip
+               "llvmcheap": {"xla_llvm_disable_expensive_passes": True}}  # fmt: skip
     barrier, min_pairs = factory._not_folded, segments.MIN_SEGMENTED_PAIRS
     system = build_system(name)
     compiled = {}
