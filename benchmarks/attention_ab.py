@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     import so3krates_hk.layers.attention as current
     import so3krates_hk.layers.block as block
     from benchmarks import jax_models
+    from benchmarks.alternate import alternate
     from benchmarks.systems import build_system
 
     from so3krates_hk.layers import segments
@@ -64,12 +65,7 @@ def main(argv=None) -> int:
         outs = {k: jax.block_until_ready(f()) for k, f in calls.items()}
         d_e = abs(float(outs["baseline"][0] - outs["current"][0]))
         d_f = float(abs(outs["baseline"][1] - outs["current"][1]).max())
-        times = {k: [] for k in calls}
-        for _ in range(args.repeats):
-            for k, f in calls.items():
-                t = time.perf_counter()
-                jax.block_until_ready(f())
-                times[k].append(time.perf_counter() - t)
+        times = alternate(calls, args.repeats, warmup=0)
         med = {k: statistics.median(v) for k, v in times.items()}
         rec = dict(system=name, jax=jax.__version__, repeats=args.repeats, abs_dE_eV=d_e, max_abs_dF_eV_per_A=d_f,
                    median_s=med, min_s={k: min(v) for k, v in times.items()},

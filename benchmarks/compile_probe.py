@@ -93,14 +93,9 @@ def main(argv=None) -> int:
         if os.environ.get("AB"):
             compiled[v] = (c, args)
     if compiled:
-        times = {v: [] for v in compiled}
-        for v, (c, args) in compiled.items():
-            jax.block_until_ready(c(*args))
-        for _ in range(int(os.environ["AB"])):
-            for v, (c, args) in compiled.items():
-                t = time.perf_counter()
-                jax.block_until_ready(c(*args))
-                times[v].append(time.perf_counter() - t)
+        from benchmarks.alternate import alternate
+
+        times = alternate({v: (lambda c=c, a=a: c(*a)) for v, (c, a) in compiled.items()}, int(os.environ["AB"]))
         for v, ts in times.items():
             print(f"{name} {what} {v:8s} interleaved: {1e3 * statistics.median(ts):8.1f} ms median "
                   f"({1e3 * min(ts):.1f}-{1e3 * max(ts):.1f}, {len(ts)} calls)", flush=True)

@@ -229,3 +229,17 @@ def test_cpu_name_carries_family_and_model_of_the_first_cpu():
                 "model name\t: AMD EPYC\n\nprocessor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: Other\n")  # fmt: skip
     assert cpu_name(two_cpus) == "AMD EPYC (family 25, model 17)"
     assert cpu_name("model name\t: Some CPU\n") == "Some CPU"
+
+
+def test_alternate_calls_the_variants_in_turn_and_times_each_round():
+    from benchmarks.alternate import alternate, ratio, summary
+
+    order = []
+    calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    times = alternate(calls, rounds=3, warmup=2, block=lambda x: x)
+    assert order == ["a", "a", "b", "b"] + ["a", "b"] * 3  # warm-up per variant, then one call each per round
+    assert {k: len(v) for k, v in times.items()} == {"a": 3, "b": 3}
+    assert all(t >= 0 for v in times.values() for t in v)
+    s = summary([0.003, 0.001, 0.002])
+    assert (s["median_ms"], s["min_ms"], s["max_ms"]) == pytest.approx((2.0, 1.0, 3.0))
+    assert ratio({"old": [2.0, 4.0, 6.0], "new": [1.0, 2.0, 3.0]}, "old", "new") == pytest.approx(2.0)
