@@ -47,6 +47,7 @@ def settings(**kw):
     return MDSettings(**base)
 
 
+@pytest.mark.slow  # ~1.5-2 min on 2 cores; the chemtrain environment's CI run covers it
 def test_overflow_recovery_equals_a_run_with_enough_capacity(system):
     edges0 = int(system["build"](None)[1](system["R"], system["nl"].allocate(system["R"])))
     tight = Simulation(Potential(system["build"], max_edges=edges0), {"neighbor": system["nl"]}, system["shift"],
@@ -78,6 +79,7 @@ def test_overflow_recovery_equals_a_run_with_enough_capacity(system):
         unchecked.run(position=system["R"], steps=200)
 
 
+@pytest.mark.slow  # ~1.5-2 min on 2 cores; the chemtrain environment's CI run covers it
 def test_restart_equals_an_uninterrupted_run(system, tmp_path):
     for ensemble in ("nvt_langevin", "nvt_nose_hoover"):
         sim = Simulation(Potential(system["build"], 14 * 13), {"neighbor": system["nl"]}, system["shift"], 1.0,
