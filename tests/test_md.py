@@ -97,6 +97,7 @@ def test_restart_equals_an_uninterrupted_run(system, tmp_path):
         np.testing.assert_array_equal(traj_c.steps, np.arange(105, 201, 5))
 
 
+@pytest.mark.slow  # the MD driver's own bookkeeping, the same on every JAX; the chemtrain environment's CI run covers it
 def test_steps_are_honoured_exactly(system):
     """35 steps with blocks of 20 run 20 + 15 (a shorter last block), not 20 or 40."""
     sim = Simulation(Potential(system["build"], 14 * 13), {"neighbor": system["nl"]}, system["shift"], 1.0,
@@ -110,6 +111,7 @@ def test_steps_are_honoured_exactly(system):
     assert not np.array_equal(np.asarray(state35.position), np.asarray(state20.position))
 
 
+@pytest.mark.slow  # the MD driver's own bookkeeping, the same on every JAX; the chemtrain environment's CI run covers it
 def test_nan_stops_the_run_naming_the_step_and_keeps_the_last_good_checkpoint(system, tmp_path):
     def build(max_edges):
         energy, count = system["build"](max_edges)
@@ -163,6 +165,7 @@ def _log_steps(path):
     return np.atleast_1d(np.genfromtxt(path, delimiter=",", names=True)["step"]).astype(int).tolist()
 
 
+@pytest.mark.slow  # the MD driver's own bookkeeping, the same on every JAX; the chemtrain environment's CI run covers it
 def test_md_cli_runs_exactly_the_steps_asked_and_appends_on_restart(tmp_path):
     import ase.io
 
