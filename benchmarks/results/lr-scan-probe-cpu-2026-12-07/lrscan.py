@@ -15,7 +15,6 @@ from benchmarks.alternate import alternate, summary
 from benchmarks.systems import build_system
 from benchmarks.compile_probe import program
 import so3krates_hk.models as models
-from so3krates_hk.graph import segment_sum
 from so3krates_hk.physics.dispersion import dispersion_pair_energy
 from so3krates_hk.physics.electrostatics import coulomb_pair_energy
 from so3krates_hk.layers.segments import extent
