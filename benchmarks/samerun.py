@@ -264,7 +264,7 @@ def main(argv=None) -> int:
         for tuned, r, task in jobs:
             for name, py, kind, thunk in sides:
                 out = os.path.join(tmp, f"{system_name}-{len(records)}.json")
-                if task == "md" and (kind == "torch-compiled" or thunk):
+                if task == "md" and thunk:
                     continue
                 if kind == "jax":
                     cmd = [py, "-m", "benchmarks.samerun", "--worker", "jax" if task == "ef" else "jax-md",
