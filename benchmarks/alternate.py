@@ -4,12 +4,26 @@ A change of machine load (other jobs, a busy core, the heap growing) then hits e
 is meaningful even when their absolute times drift: each variant is called ``warmup`` times first, then ``rounds``
 rounds of one timed call per variant, in the order given. Results are waited for (``jax.block_until_ready`` unless
 ``block`` says otherwise) before the clock stops.
+
+``compile_variants`` and ``compare_variants`` are the whole probe of a formulation: each variant's program is
+traced, lowered and compiled in turn (timed), its outputs compared with the first variant's, and all are then
+called in alternation::
+
+    def variant(use_new):
+        def build():
+            patch(use_new)                  # select the formulation; runs just before this variant is traced
+            return fn, args                 # the program and its arguments
+        return build
+
+    compiled = compile_variants({"package": variant(False), "probe": variant(True)})
+    compare_variants(compiled, rounds=10)   # prints compile times, max |Δ output|, median (min–max), ratios
 """
 
 from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 
@@ -42,4 +56,73 @@ def ratio(times: Mapping[str, Sequence[float]], slower: str, faster: str) -> flo
     return statistics.median(times[slower]) / statistics.median(times[faster])
 
 
-__all__ = ["alternate", "ratio", "summary"]
+@dataclass
+class CompiledVariant:
+    """One variant's compiled program, with its arguments, its first outputs and what compiling it took."""
+
+    compiled: Callable
+    args: tuple
+    outputs: Any
+    lower_s: float
+    compile_s: float
+
+    def __call__(self):
+        return self.compiled(*self.args)
+
+
+def compile_variants(builders: Mapping[str, Callable[[], tuple]],
+                     compiler_options: Optional[Mapping[str, Optional[dict]]] = None) -> dict[str, CompiledVariant]:  # fmt: skip
+    """Compile each variant in turn: ``builders[name]()`` returns ``(function, args)`` (and may patch the code under
+    test first: the function is traced right after); it is lowered and compiled under ``jax.jit`` (with
+    ``compiler_options[name]`` if given), timed, and called once. A new function per variant: JAX would hand back a
+    cached executable for the same function compiled twice."""
+    import jax
+
+    out = {}
+    for name, build in builders.items():
+        fn, args = build()
+        t = time.perf_counter()
+        lowered = jax.jit(fn).lower(*args)
+        lower_s = time.perf_counter() - t
+        t = time.perf_counter()
+        opts = (compiler_options or {}).get(name)
+        compiled = lowered.compile(compiler_options=opts) if opts else lowered.compile()
+        compile_s = time.perf_counter() - t
+        outputs = jax.block_until_ready(compiled(*args))
+        out[name] = CompiledVariant(compiled, tuple(args), outputs, lower_s, compile_s)
+    return out
+
+
+def max_abs_difference(a: Any, b: Any) -> float:
+    """Largest |a − b| over every leaf of two output trees of the same structure."""
+    import jax
+    import numpy as np
+
+    leaves = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x, y: np.max(np.abs(np.asarray(x, np.float64)
+                                                                                          - np.asarray(y, np.float64)),
+                                                                                   initial=0.0), a, b))  # fmt: skip
+    return float(max(leaves, default=0.0))
+
+
+def compare_variants(variants: Mapping[str, CompiledVariant], rounds: int, warmup: int = 1,
+                     out: Callable[[str], Any] = print) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Time compiled variants in alternation; report each against the first: lowering and compile time, max |Δ| of
+    the outputs, median (min–max) ms, and the first's median over this one's (above 1: this one is faster)."""
+    names = list(variants)
+    ref = names[0]
+    times = alternate({n: variants[n] for n in names}, rounds, warmup=warmup)
+    rows = {}
+    for n in names:
+        v = variants[n]
+        row = dict(summary(times[n]), lower_s=v.lower_s, compile_s=v.compile_s,
+                   max_abs_diff=max_abs_difference(v.outputs, variants[ref].outputs),
+                   speedup_vs_first=ratio(times, ref, n))  # fmt: skip
+        rows[n] = row
+        out(f"{n:16s} lower {row['lower_s']:5.1f} s  compile {row['compile_s']:5.1f} s  max|Δ| vs {ref} "
+            f"{row['max_abs_diff']:.2e}  run {row['median_ms']:.1f} ms ({row['min_ms']:.1f}–{row['max_ms']:.1f}, "
+            f"{rounds} calls)  {ref}/this {row['speedup_vs_first']:.3f}")
+    return rows
+
+
+__all__ = ["CompiledVariant", "alternate", "compare_variants", "compile_variants", "max_abs_difference", "ratio",
+           "summary"]

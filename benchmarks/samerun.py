@@ -167,7 +167,11 @@ def _env(tuned: bool, thunk: bool = False) -> dict:
 
 
 def _jax_version(python: str) -> str:
-    out = subprocess.run([python, "-c", "import jax; print(jax.__version__)"], capture_output=True, text=True)
+    return _module_version(python, "jax")
+
+
+def _module_version(python: str, module: str) -> str:
+    out = subprocess.run([python, "-c", f"import {module}; print({module}.__version__)"], capture_output=True, text=True)
     return out.stdout.strip() or "?"
 
 
@@ -182,7 +186,9 @@ def main(argv=None) -> int:
     p.add_argument("--jax-python", action="append", default=[],
                    help="python of a JAX environment with this project installed (repeat for several; "
                         "default: this one)")
-    p.add_argument("--torch-python", help="python of a venv with torch and so3krates-torch (omit: no torch side)")
+    p.add_argument("--torch-python", action="append", default=[],
+                   help="python of a venv with torch and so3krates-torch (repeat for several torch versions, each "
+                        "named by its version; omit: no torch side)")
     p.add_argument("--torch-compiled", action="store_true", help="also time so3krates-torch under torch.compile")
     p.add_argument("--jax-thunk", action="store_true",
                    help="jaxlib 0.4.32-0.4.x workers also compile with XLA:CPU's thunk runtime (that jaxlib's "
@@ -246,10 +252,11 @@ def main(argv=None) -> int:
         jl = subprocess.run([py, "-c", "import jaxlib; print(jaxlib.__version__)"], capture_output=True, text=True)
         classic = wants_classic_runtime(jl.stdout.strip())
         sides.append((f"ours, JAX {v}" + (" (classic XLA:CPU runtime)" if classic else ""), py, "jax", False))
-    if args.torch_python:
-        sides.append(("so3krates-torch (eager)", args.torch_python, "torch-eager", False))
+    for py in args.torch_python:
+        tv = f"torch {_module_version(py, 'torch')}, " if len(args.torch_python) > 1 else ""
+        sides.append((f"so3krates-torch ({tv}eager)", py, "torch-eager", False))
         if args.torch_compiled:
-            sides.append(("so3krates-torch (torch.compile)", args.torch_python, "torch-compiled", False))
+            sides.append((f"so3krates-torch ({tv}torch.compile)", py, "torch-compiled", False))
     passes = [True] + ([False] if args.plain else [])
     records = []
     tmp = tempfile.mkdtemp(prefix="samerun-")

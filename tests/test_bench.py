@@ -243,3 +243,30 @@ def test_alternate_calls_the_variants_in_turn_and_times_each_round():
     s = summary([0.003, 0.001, 0.002])
     assert (s["median_ms"], s["min_ms"], s["max_ms"]) == pytest.approx((2.0, 1.0, 3.0))
     assert ratio({"old": [2.0, 4.0, 6.0], "new": [1.0, 2.0, 3.0]}, "old", "new") == pytest.approx(2.0)
+
+
+def test_compile_variants_and_compare_report_outputs_differences_and_times():
+    import jax.numpy as jnp
+
+    from benchmarks.alternate import compare_variants, compile_variants, max_abs_difference
+
+    x = jnp.arange(4.0)
+    scale = {"value": 1.0}
+
+    def variant(factor):
+        def build():
+            scale["value"] = factor  # the "patch": read when the function is traced, right after this
+            return (lambda v: v * scale["value"]), (x,)
+
+        return build
+
+    compiled = compile_variants({"one": variant(1.0), "two": variant(2.0)})
+    # each variant was traced under its own patch, not the last one set
+    assert [float(c.outputs[3]) for c in compiled.values()] == [3.0, 6.0]
+    assert all(c.lower_s >= 0 and c.compile_s >= 0 for c in compiled.values())
+    lines = []
+    rows = compare_variants(compiled, rounds=3, out=lines.append)
+    assert rows["one"]["max_abs_diff"] == 0.0 and rows["two"]["max_abs_diff"] == 3.0
+    assert rows["one"]["speedup_vs_first"] == 1.0
+    assert len(lines) == 2 and lines[1].startswith("two")
+    assert max_abs_difference((x, {"a": x}), (x + 1, {"a": x - 2})) == 2.0
