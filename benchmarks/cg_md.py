@@ -21,14 +21,17 @@ and the neighbour list is inside the timed region on both sides:
 * Allegro (``allegro.model.AllegroModel`` with ``benchmarks.torch_models.allegro_matching("cg")``: 10 Å, 2 layers,
   32 scalar features, l_max 2, 2 tensor channels, random init): a plain Python velocity-Verlet loop around
   ``model(data)`` (forces from autograd), the list rebuilt every step with matscipy at the cutoff (no skin, as in
-  ``benchmarks.torch_models``). Modes: ``eager``, and ``compiled`` (``torch.compile(model, dynamic=True)``), timed
-  only if it reproduces eager's energy (|ΔE| ≤ 1e-5 |E|) and forces (max |ΔF| ≤ 1e-4 eV/Å) on the first structure;
-  a failure is recorded with its exact error.
+  ``benchmarks.torch_models``). Modes: ``eager``, ``compiled`` (``torch.compile(model, dynamic=True)``, then the
+  fallbacks of ``_compiled_allegro``) and, with ``--aotinductor``, ``aotinductor`` (nequip's ahead-of-time package,
+  its deployment path for ASE and LAMMPS), each timed only if it reproduces eager's energy (|ΔE| ≤ 1e-5 |E|) and
+  forces (max |ΔF| ≤ 1e-4 eV/Å) on the first structure; a failure is recorded with its exact error.
 
 Each side runs in its own worker process per system and round, with the same environment: the malloc settings
-(``so3krates_hk.cpu_tuning.tuned_env``) and ``OMP_WAIT_POLICY=PASSIVE`` (``--omp-wait-policy``; torch's OpenMP
-threads otherwise spin-wait, and on a 2-core machine shared with other jobs an eager Allegro call of cg-chain-100
-then took 0.5–1.8 s instead of ~15 ms; XLA:CPU does not use OpenMP); rounds alternate the sides. Every worker
+(``so3krates_hk.cpu_tuning.tuned_env``) and ``OMP_WAIT_POLICY=PASSIVE`` (``--omp-wait-policy``, ``""`` leaves it
+unset; XLA:CPU does not use OpenMP). ``PASSIVE`` keeps torch's OpenMP threads from spinning: on a 2-core machine
+shared with other jobs an eager Allegro call of cg-chain-100 took 0.5–1.8 s instead of ~15 ms without it. On an idle
+machine leave it unset: it makes compiled torch code far slower (nequip's AOTInductor package 635 against 20 ms per
+cg-chain-100 call, ``results/cg-md-torch214-cpu-2026-12-07-zen4/``). Rounds alternate the sides. Every worker
 compiles/warms up first (``--warmup-loops`` loops, not timed), then times ``--loops`` loops of ``--loop-steps``
 steps; a loop's throughput is N × steps / wall seconds. Rows pool every timed loop of every round: median (min–max).
 

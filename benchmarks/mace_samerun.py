@@ -255,11 +255,12 @@ def main(argv=None) -> int:
     log = open(os.path.join(out_dir, "log.txt"), "a")
     up0 = uptime()
     records, failed = [], set()
+    from so3krates_hk.cpu_tuning import MALLOC_ENV
+
     meta = dict(date=started.isoformat(timespec="seconds"), host=platform.node(), python=platform.python_version(),
                 cpu=cpu_name(), cores=os.cpu_count(), rounds=a.rounds, repeats=a.repeats, torch_repeats=torch_repeats,
                 torch_warmup=a.warmup, modes={m: MACE_MODES[m] for m in modes}, uptime_start=up0,
-                env={k: env[k] for k in ("MALLOC_ARENA_MAX", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_",
-                                         "OMP_WAIT_POLICY") if k in env},
+                env={k: env[k] for k in (*MALLOC_ENV, "OMP_WAIT_POLICY") if k in env},
                 command="python -m benchmarks.mace_samerun " + " ".join(sys.argv[1:] if argv is None else argv))
 
     def write():
