@@ -27,11 +27,11 @@ and the neighbour list is inside the timed region on both sides:
   forces (max |ΔF| ≤ 1e-4 eV/Å) on the first structure; a failure is recorded with its exact error.
 
 Each side runs in its own worker process per system and round, with the same environment: the malloc settings
-(``so3krates_hk.cpu_tuning.tuned_env``) and ``OMP_WAIT_POLICY=PASSIVE`` (``--omp-wait-policy``, ``""`` leaves it
-unset; XLA:CPU does not use OpenMP). ``PASSIVE`` keeps torch's OpenMP threads from spinning: on a 2-core machine
-shared with other jobs an eager Allegro call of cg-chain-100 took 0.5–1.8 s instead of ~15 ms without it. On an idle
-machine leave it unset: it makes compiled torch code far slower (nequip's AOTInductor package 635 against 20 ms per
-cg-chain-100 call, ``results/cg-md-torch214-cpu-2026-12-07-zen4/``). Rounds alternate the sides. Every worker
+(``so3krates_hk.cpu_tuning.tuned_env``), and ``OMP_WAIT_POLICY`` as ``--omp-wait-policy`` sets it: unset by default,
+as torch runs for its users (XLA:CPU does not use OpenMP). ``PASSIVE`` keeps torch's OpenMP threads from spinning,
+which a machine shared with other jobs needs (there an eager Allegro call of cg-chain-100 took 0.5–1.8 s instead of
+~15 ms with them spinning), but it makes compiled torch code far slower (nequip's AOTInductor package 635 against
+20 ms per cg-chain-100 call, ``results/cg-md-torch214-cpu-2026-12-07-zen4/``). Rounds alternate the sides. Every worker
 compiles/warms up first (``--warmup-loops`` loops, not timed), then times ``--loops`` loops of ``--loop-steps``
 steps; a loop's throughput is N × steps / wall seconds. Rows pool every timed loop of every round: median (min–max).
 
@@ -490,7 +490,7 @@ def report(meta: dict, rows: list, matched: list = ()) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- driver
-def _env(omp_wait_policy: str = "PASSIVE") -> dict:
+def _env(omp_wait_policy: str = "") -> dict:
     from so3krates_hk.cpu_tuning import tuned_env
 
     env = tuned_env()
@@ -546,10 +546,10 @@ def main(argv=None) -> int:
     p.add_argument("--dt-fs", type=float, default=2.0, help="time step (fs), both sides")
     p.add_argument("--temperature", type=float, default=300.0, help="initial velocities (K)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--omp-wait-policy", default="PASSIVE",
-                   help="OMP_WAIT_POLICY of every worker (default PASSIVE; '' leaves it unset): torch's OpenMP "
-                        "threads spin-wait by default, which on a machine shared with other jobs makes each "
-                        "call many times slower")
+    p.add_argument("--omp-wait-policy", default="",
+                   help="OMP_WAIT_POLICY of every worker (default: unset, torch's own behaviour). PASSIVE stops "
+                        "torch's OpenMP threads spinning, which a machine shared with other jobs needs, but slows "
+                        "compiled torch code many times over")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
     p.add_argument("--out", help="output folder (default benchmarks/results/cg-md-<date>)")
     p.add_argument("--report-only", metavar="RESULTS_JSON", help="rewrite results.md from a results.json and exit")

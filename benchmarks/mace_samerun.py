@@ -17,7 +17,8 @@ Sides, each one worker process per system and round, the rounds alternating the 
   process dies, it is reported ``failed`` with the reason, and not run again in later rounds.
 
 Every worker runs with the same environment: the malloc settings of ``so3krates_hk.cpu_tuning`` and
-``OMP_WAIT_POLICY=PASSIVE`` (torch's OpenMP threads otherwise spin-wait on a shared machine), float32, the default
+``OMP_WAIT_POLICY`` as ``--omp-wait-policy`` sets it (default unset; ``PASSIVE`` stops torch's OpenMP threads spinning
+on a shared machine, but slows compiled torch code many times over), float32, the default
 thread count of each framework (both use every core; recorded). Each row pools every timed call of every round:
 median (min–max); ours is compared with the fastest MACE mode that passed (median over median, and the range from
 the slowest and fastest calls). ``uptime`` at each worker's start is recorded.
@@ -154,7 +155,7 @@ def report(meta: dict, rows: list) -> str:
 
 
 # --------------------------------------------------------------------------------------------------- driver
-def _env(omp_wait_policy: str = "PASSIVE") -> dict:
+def _env(omp_wait_policy: str = "") -> dict:
     from so3krates_hk.cpu_tuning import MALLOC_ENV
 
     env = {k: v for k, v in os.environ.items() if k not in MALLOC_ENV and k != "XLA_FLAGS"}
@@ -215,7 +216,8 @@ def main(argv=None) -> int:
     p.add_argument("--systems", default=DEFAULT_SYSTEMS, help=f"comma-separated systems (default {DEFAULT_SYSTEMS})")
     p.add_argument("--modes", default=DEFAULT_MODES, help=f"MACE modes (default {DEFAULT_MODES})")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--omp-wait-policy", default="PASSIVE", help="OMP_WAIT_POLICY of every worker ('' leaves it unset)")
+    p.add_argument("--omp-wait-policy", default="",
+                   help="OMP_WAIT_POLICY of every worker (default: unset; PASSIVE for a machine shared with other jobs)")
     p.add_argument("--timeout", type=float, default=900, help="seconds per worker")
     p.add_argument("--out", help="output folder (default benchmarks/results/mace-compiled-cpu-<date>)")
     p.add_argument("--report-only", metavar="RESULTS_JSON", help="re-aggregate a results.json, rewrite results.md")
