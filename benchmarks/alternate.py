@@ -70,27 +70,28 @@ class CompiledVariant:
         return self.compiled(*self.args)
 
 
-def compile_variants(builders: Mapping[str, Callable[[], tuple]],
-                     compiler_options: Optional[Mapping[str, Optional[dict]]] = None) -> dict[str, CompiledVariant]:  # fmt: skip
-    """Compile each variant in turn: ``builders[name]()`` returns ``(function, args)`` (and may patch the code under
-    test first: the function is traced right after); it is lowered and compiled under ``jax.jit`` (with
-    ``compiler_options[name]`` if given), timed, and called once. A new function per variant: JAX would hand back a
-    cached executable for the same function compiled twice."""
+def compile_variant(fn: Callable, args: tuple, compiler_options: Optional[dict] = None,
+                    call: bool = True) -> CompiledVariant:  # fmt: skip
+    """Lower and compile ``fn`` under ``jax.jit`` for ``args`` (with ``compiler_options`` if given), each step timed,
+    then call it once unless ``call`` is false (``outputs`` is then None)."""
     import jax
 
-    out = {}
-    for name, build in builders.items():
-        fn, args = build()
-        t = time.perf_counter()
-        lowered = jax.jit(fn).lower(*args)
-        lower_s = time.perf_counter() - t
-        t = time.perf_counter()
-        opts = (compiler_options or {}).get(name)
-        compiled = lowered.compile(compiler_options=opts) if opts else lowered.compile()
-        compile_s = time.perf_counter() - t
-        outputs = jax.block_until_ready(compiled(*args))
-        out[name] = CompiledVariant(compiled, tuple(args), outputs, lower_s, compile_s)
-    return out
+    t = time.perf_counter()
+    lowered = jax.jit(fn).lower(*args)
+    lower_s = time.perf_counter() - t
+    t = time.perf_counter()
+    compiled = lowered.compile(compiler_options=compiler_options) if compiler_options else lowered.compile()
+    compile_s = time.perf_counter() - t
+    outputs = jax.block_until_ready(compiled(*args)) if call else None
+    return CompiledVariant(compiled, tuple(args), outputs, lower_s, compile_s)
+
+
+def compile_variants(builders: Mapping[str, Callable[[], tuple]],
+                     compiler_options: Optional[Mapping[str, Optional[dict]]] = None) -> dict[str, CompiledVariant]:  # fmt: skip
+    """Compile each variant in turn (``compile_variant``): ``builders[name]()`` returns ``(function, args)``, and may
+    patch the code under test first, since the function is traced right after. A new function per variant: JAX would
+    hand back a cached executable for the same function compiled twice."""
+    return {name: compile_variant(*build(), (compiler_options or {}).get(name)) for name, build in builders.items()}
 
 
 def max_abs_difference(a: Any, b: Any) -> float:
@@ -98,10 +99,9 @@ def max_abs_difference(a: Any, b: Any) -> float:
     import jax
     import numpy as np
 
-    leaves = jax.tree_util.tree_leaves(jax.tree_util.tree_map(lambda x, y: np.max(np.abs(np.asarray(x, np.float64)
-                                                                                          - np.asarray(y, np.float64)),
-                                                                                   initial=0.0), a, b))  # fmt: skip
-    return float(max(leaves, default=0.0))
+    diffs = jax.tree_util.tree_map(lambda x, y: float(np.max(np.abs(np.subtract(x, y, dtype=np.float64)), initial=0.0)),
+                                   a, b)  # fmt: skip
+    return max(jax.tree_util.tree_leaves(diffs), default=0.0)
 
 
 def compare_variants(variants: Mapping[str, CompiledVariant], rounds: int, warmup: int = 1,
@@ -124,5 +124,5 @@ def compare_variants(variants: Mapping[str, CompiledVariant], rounds: int, warmu
     return rows
 
 
-__all__ = ["CompiledVariant", "alternate", "compare_variants", "compile_variants", "max_abs_difference", "ratio",
-           "summary"]
+__all__ = ["CompiledVariant", "alternate", "compare_variants", "compile_variant", "compile_variants",
+           "max_abs_difference", "ratio", "summary"]

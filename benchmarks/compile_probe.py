@@ -60,6 +60,7 @@ def main(argv=None) -> int:
 
     import so3krates_hk.factory as factory
     from benchmarks import jax_models
+    from benchmarks.alternate import alternate, compile_variant
     from benchmarks.systems import build_system
     from so3krates_hk.layers import segments
 
@@ -73,29 +74,21 @@ def main(argv=None) -> int:
     for v in variants:
         factory._not_folded = (lambda z: z) if v == "nobar" else barrier
         segments.MIN_SEGMENTED_PAIRS = 10**9 if v == "oneseg" else min_pairs
-        fn, args = program(jax_models.build("so3lr", system, "float32"), what)
-        t = time.perf_counter()
-        low = jax.jit(fn).lower(*args)
-        lower_s = time.perf_counter() - t
-        t = time.perf_counter()
-        c = low.compile(compiler_options=options[v] or None)
-        compile_s = time.perf_counter() - t
-        line = f"{name} {what} {v:8s} JAX {jax.__version__}  lower {lower_s:5.1f} s  compile {compile_s:5.1f} s"
-        if not os.environ.get("NORUN"):
-            jax.block_until_ready(c(*args))
+        run_it = not os.environ.get("NORUN")
+        c = compile_variant(*program(jax_models.build("so3lr", system, "float32"), what), options[v] or None, run_it)
+        line = f"{name} {what} {v:8s} JAX {jax.__version__}  lower {c.lower_s:5.1f} s  compile {c.compile_s:5.1f} s"
+        if run_it:
             run = []
             for _ in range(3 if what == "md" else 8):
                 t = time.perf_counter()
-                jax.block_until_ready(c(*args))
+                jax.block_until_ready(c())
                 run.append(time.perf_counter() - t)
             line += f"  run {1e3 * statistics.median(run):8.1f} ms (median of {len(run)})"
         print(line + f"  load {os.getloadavg()[0]:.2f}", flush=True)
         if os.environ.get("AB"):
-            compiled[v] = (c, args)
+            compiled[v] = c
     if compiled:
-        from benchmarks.alternate import alternate
-
-        times = alternate({v: (lambda c=c, a=a: c(*a)) for v, (c, a) in compiled.items()}, int(os.environ["AB"]))
+        times = alternate(compiled, int(os.environ["AB"]))
         for v, ts in times.items():
             print(f"{name} {what} {v:8s} interleaved: {1e3 * statistics.median(ts):8.1f} ms median "
                   f"({1e3 * min(ts):.1f}-{1e3 * max(ts):.1f}, {len(ts)} calls)", flush=True)

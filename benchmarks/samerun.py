@@ -166,10 +166,6 @@ def _env(tuned: bool, thunk: bool = False) -> dict:
     return env
 
 
-def _jax_version(python: str) -> str:
-    return _module_version(python, "jax")
-
-
 def _module_version(python: str, module: str) -> str:
     out = subprocess.run([python, "-c", f"import {module}; print({module}.__version__)"], capture_output=True, text=True)
     return out.stdout.strip() or "?"
@@ -246,7 +242,7 @@ def main(argv=None) -> int:
     jax_pythons = args.jax_python or [sys.executable]
     sides = []  # (name, argv builder, env kwargs, kind)
     for py in jax_pythons:
-        v = _jax_version(py)
+        v = _module_version(py, "jax")
         from so3krates_hk._cpu_runtime import wants_classic_runtime
 
         jl = subprocess.run([py, "-c", "import jaxlib; print(jaxlib.__version__)"], capture_output=True, text=True)
