@@ -7,7 +7,8 @@
 Variants: ``default`` (the code as it is); ``nobar`` (species without the optimisation barrier that keeps XLA from
 folding them at compile time, ``factory._not_folded``); ``oneseg`` (one segment: unused pair capacity computed);
 ``O2``/``O1``/``O0`` (XLA's backend optimisation level for this program); ``noslp`` (LLVM's SLP vectoriser off);
-``llvmcheap`` (LLVM's expensive optimisation passes off).
+``llvmcheap`` (LLVM's expensive optimisation passes off); ``split1``/``split2``/``split8`` (the LLVM module cut into
+at most this many parts for parallel code generation; the classic runtime of JAX 0.4.37 ignores it).
 Each variant builds and traces the model anew; prints lowering and compile wall time, and the median of a few calls
 (8 for ``ef``, 3 for ``md``). With ``AB=ROUNDS`` all variants stay compiled and are then called in turn, ROUNDS
 rounds of one call each, after one warm call each: the same-process comparison of their run time (median, min, max).
@@ -67,7 +68,10 @@ def main(argv=None) -> int:
     options = {"default": {}, "nobar": {}, "oneseg": {}, "O2": {"xla_backend_optimization_level": 2},
                "O1": {"xla_backend_optimization_level": 1}, "O0": {"xla_backend_optimization_level": 0},
                "noslp": {"xla_cpu_disable_slp_vectorizer": True},
-               "llvmcheap": {"xla_llvm_disable_expensive_passes": True}}  # fmt: skip
+               "llvmcheap": {"xla_llvm_disable_expensive_passes": True},
+               "split1": {"xla_cpu_parallel_codegen_split_count": 1},
+               "split2": {"xla_cpu_parallel_codegen_split_count": 2},
+               "split8": {"xla_cpu_parallel_codegen_split_count": 8}}  # fmt: skip
     barrier, min_pairs = factory._not_folded, segments.MIN_SEGMENTED_PAIRS
     system = build_system(name)
     compiled = {}
