@@ -245,8 +245,7 @@ def main(argv=None) -> int:
         v = _module_version(py, "jax")
         from so3krates_hk._cpu_runtime import wants_classic_runtime
 
-        jl = subprocess.run([py, "-c", "import jaxlib; print(jaxlib.__version__)"], capture_output=True, text=True)
-        classic = wants_classic_runtime(jl.stdout.strip())
+        classic = wants_classic_runtime(_module_version(py, "jaxlib"))
         sides.append((f"ours, JAX {v}" + (" (classic XLA:CPU runtime)" if classic else ""), py, "jax", False))
     for py in args.torch_python:
         tv = f"torch {_module_version(py, 'torch')}, " if len(args.torch_python) > 1 else ""
