@@ -7,7 +7,8 @@
 Variants: ``default`` (the code as it is); ``nobar`` (species without the optimisation barrier that keeps XLA from
 folding them at compile time, ``factory._not_folded``); ``oneseg`` (one segment: unused pair capacity computed);
 ``O2``/``O1``/``O0`` (XLA's backend optimisation level for this program); ``noslp`` (LLVM's SLP vectoriser off);
-``llvmcheap`` (LLVM's expensive optimisation passes off); ``split1``/``split2``/``split8`` (the LLVM module cut into
+``llvmcheap`` (LLVM's expensive optimisation passes off); ``store`` (the attention's per-pair terms stored for the
+backward pass instead of recomputed, ``attention.recompute_by_default``); ``split1``/``split2``/``split8`` (the LLVM module cut into
 at most this many parts for parallel code generation; the classic runtime of JAX 0.4.37 ignores it).
 Each variant builds and traces the model anew; prints lowering and compile wall time, and the median of a few calls
 (8 for ``ef``, 3 for ``md``). With ``AB=ROUNDS`` all variants stay compiled and are then called in turn, ROUNDS
@@ -63,9 +64,9 @@ def main(argv=None) -> int:
     from benchmarks import jax_models
     from benchmarks.alternate import alternate, compile_variant
     from benchmarks.systems import build_system
-    from so3krates_hk.layers import segments
+    from so3krates_hk.layers import attention, segments
 
-    options = {"default": {}, "nobar": {}, "oneseg": {}, "O2": {"xla_backend_optimization_level": 2},
+    options = {"default": {}, "nobar": {}, "oneseg": {}, "store": {}, "O2": {"xla_backend_optimization_level": 2},
                "O1": {"xla_backend_optimization_level": 1}, "O0": {"xla_backend_optimization_level": 0},
                "noslp": {"xla_cpu_disable_slp_vectorizer": True},
                "llvmcheap": {"xla_llvm_disable_expensive_passes": True},
@@ -73,11 +74,13 @@ def main(argv=None) -> int:
                "split2": {"xla_cpu_parallel_codegen_split_count": 2},
                "split8": {"xla_cpu_parallel_codegen_split_count": 8}}  # fmt: skip
     barrier, min_pairs = factory._not_folded, segments.MIN_SEGMENTED_PAIRS
+    recompute = attention.recompute_by_default
     system = build_system(name)
     compiled = {}
     for v in variants:
         factory._not_folded = (lambda z: z) if v == "nobar" else barrier
         segments.MIN_SEGMENTED_PAIRS = 10**9 if v == "oneseg" else min_pairs
+        attention.recompute_by_default = (lambda: False) if v == "store" else recompute
         run_it = not os.environ.get("NORUN")
         c = compile_variant(*program(jax_models.build("so3lr", system, "float32"), what), options[v] or None, run_it)
         line = f"{name} {what} {v:8s} JAX {jax.__version__}  lower {c.lower_s:5.1f} s  compile {c.compile_s:5.1f} s"
@@ -98,6 +101,7 @@ def main(argv=None) -> int:
                   f"({1e3 * min(ts):.1f}-{1e3 * max(ts):.1f}, {len(ts)} calls)", flush=True)
         print(f"load {os.getloadavg()[0]:.2f}", flush=True)
     factory._not_folded, segments.MIN_SEGMENTED_PAIRS = barrier, min_pairs
+    attention.recompute_by_default = recompute
     return 0
 
 

@@ -125,6 +125,23 @@ def _cast(params, dtype):
     return jax.tree_util.tree_map(cast, params)
 
 
+LR_CUTOFF = 12.0  # SO3LR's long-range cutoff (Å)
+
+
+def long_range_skin(system: BenchSystem, skin: float = SKIN["default"], lr_cutoff: float = LR_CUTOFF) -> float:
+    """The long-range list's skin: ``skin``, shrunk where a periodic box is just large enough for minimum image
+    (box/2 ≥ cutoff + skin; the 24.8 Å water box: 0.35 Å). Boxes under twice the cutoff are refused."""
+    if system.box is None:
+        return skin
+    lr_skin = min(skin, math.floor((system.box / 2 - lr_cutoff) * 100) / 100 - 0.05)
+    if lr_skin < 0:
+        raise Unavailable(
+            f"{system.name}: box {system.box:.1f} Å < 2 × 12 Å long-range cutoff, minimum image does not hold; "
+            "run so3lr-sr (short range only) on it."
+        )
+    return lr_skin
+
+
 def _neighbor_fn(displacement, box, cutoff, skin, fmt, cell_list):
     from so3krates_hk._compat import partition
 
@@ -163,17 +180,8 @@ def build(model: str, system: BenchSystem, dtype_name: str = "float32", seed: in
     long_range, remat = variant["long_range"], variant["remat"]
     if model in SO3LR_VARIANTS and not system.atomistic:
         raise Unavailable(f"{model} needs atomic numbers; {system.name} is a CG system.")
-    lr_cutoff = 12.0
-    lr_skin = skin
-    if long_range and system.box is not None:
-        # minimum image needs box/2 ≥ cutoff + skin: shrink the long-range skin where the box is just large enough
-        # (the 24.8 Å water box: 0.35 Å), refuse boxes smaller than twice the cutoff
-        lr_skin = min(skin, math.floor((system.box / 2 - lr_cutoff) * 100) / 100 - 0.05)
-        if lr_skin < 0:
-            raise Unavailable(
-                f"{system.name}: box {system.box:.1f} Å < 2 × 12 Å long-range cutoff, minimum image does not hold; "
-                "run so3lr-sr (short range only) on it."
-            )
+    lr_cutoff = LR_CUTOFF
+    lr_skin = long_range_skin(system, skin) if long_range else skin
     margin = (lr_cutoff if long_range else w["r_cutoff"]) + 2.0
     displacement, shift, box, R, cell_list = _space(system, margin, dtype)
     species = jnp.asarray(system.species, jnp.int32)
@@ -306,20 +314,22 @@ def _build_chemutils_allegro(system, dtype, R, nbrs, fns, lists, displacement, s
 
 
 def _build_original(system, dtype, R, displacement, shift, box, cell_list, species, masses, common, skin):
-    """The original SO3LR through its own jax-md entry point (``so3lr.to_jax_md``), when the package is present."""
+    """The original SO3LR through its own jax-md entry point (``so3lr.to_jax_md`` with ``So3lrPotential``), when the
+    package is present. ``benchmarks/so3lr_original_worker.py`` times it from an environment of its own."""
     try:
-        import so3lr  # noqa: F401
-        from so3lr import So3lr, to_jax_md
+        from so3lr import So3lrPotential, to_jax_md
     except Exception as err:  # noqa: BLE001
         raise Unavailable(f"the original so3lr package is not importable ({type(err).__name__}: {err})") from None
     import jax.numpy as jnp
 
-    potential = So3lr()  # the original's defaults: 4.5 Å short range, 12 Å long range, 2 Å dispersion damping
+    # the original's defaults: 4.5 Å short range, 12 Å long range, 2 Å dispersion damping
+    potential = So3lrPotential(lr_cutoff=LR_CUTOFF, dtype=np.float64 if np.dtype(dtype) == np.float64 else np.float32)
+    lr_box = box if system.box is not None else None  # the original's energy function wants the box (None: free)
     neighbor_fn, neighbor_fn_lr, energy_fn = to_jax_md(
         potential=potential, displacement_or_metric=displacement, box_size=box, species=species,
-        capacity_multiplier=CAPACITY_MULTIPLIER, buffer_size_multiplier_sr=CAPACITY_MULTIPLIER,
-        buffer_size_multiplier_lr=CAPACITY_MULTIPLIER, disable_cell_list=not cell_list,
-        fractional_coordinates=False,
+        dr_threshold=min(skin, long_range_skin(system, skin)), capacity_multiplier=CAPACITY_MULTIPLIER,
+        buffer_size_multiplier_sr=CAPACITY_MULTIPLIER, buffer_size_multiplier_lr=CAPACITY_MULTIPLIER,
+        disable_cell_list=not cell_list, fractional_coordinates=False,
     )  # fmt: skip
     t = time.perf_counter()
     nbrs, nbrs_lr = neighbor_fn.allocate(R), neighbor_fn_lr.allocate(R)
@@ -327,7 +337,7 @@ def _build_original(system, dtype, R, displacement, shift, box, cell_list, speci
 
     def energy(params, position, neighbor, neighbor_lr):
         del params
-        return jnp.sum(energy_fn(position, neighbor=neighbor.idx, neighbor_lr=neighbor_lr.idx))
+        return jnp.sum(energy_fn(position, neighbor=neighbor.idx, neighbor_lr=neighbor_lr.idx, box=lr_box))
 
     settings = dict(
         common, r_cutoff=4.5, lr_cutoff=12.0, long_range=True, weights="pretrained (original package)",

@@ -7,7 +7,10 @@ Each *side* is one worker process per system and round: ours through ``jit(value
 SO3LR (``benchmarks.jax_models``, model ``so3lr``: 4.5 Å network + ZBL, 12 Å Coulomb and dispersion), compiled as
 the ASE calculator and the MD driver compile it (``so3krates_hk.cpu_tuning.serial_loops``: on JAX 0.4.x, structures
 of up to 512 atoms keep their element-wise loops on the calling thread), or
-so3krates-torch's pretrained SO3LR (``benchmarks/so3krates_torch_worker.py``). Neighbour lists are built before the
+so3krates-torch's pretrained SO3LR (``benchmarks/so3krates_torch_worker.py``), or, with ``--original-python``, the
+original SO3LR from an environment that holds it (``benchmarks/so3lr_original_worker.py``: its own jax-md entry
+point, its JAX's default XLA settings, the same list skins and capacity as ours; ours then gets a "× original"
+column from the same run). Neighbour lists are built before the
 timer starts on both sides; float32 everywhere. The rounds alternate the sides (A B C, A B C, …) so that a change in
 the machine's load hits every side alike; each row gives the median, min and max over every timed call of every
 round. With ``--jax-thunk`` a jaxlib 0.4.32–0.4.x worker compiles the program twice, with XLA:CPU's classic runtime
@@ -185,6 +188,8 @@ def main(argv=None) -> int:
     p.add_argument("--torch-python", action="append", default=[],
                    help="python of a venv with torch and so3krates-torch (repeat for several torch versions, each "
                         "named by its version; omit: no torch side)")
+    p.add_argument("--original-python", action="append", default=[],
+                   help="python of an environment with the original so3lr package (JAX 0.5.3): adds it as a side")
     p.add_argument("--torch-compiled", action="store_true", help="also time so3krates-torch under torch.compile")
     p.add_argument("--jax-thunk", action="store_true",
                    help="jaxlib 0.4.32-0.4.x workers also compile with XLA:CPU's thunk runtime (that jaxlib's "
@@ -247,6 +252,8 @@ def main(argv=None) -> int:
 
         classic = wants_classic_runtime(_module_version(py, "jaxlib"))
         sides.append((f"ours, JAX {v}" + (" (classic XLA:CPU runtime)" if classic else ""), py, "jax", False))
+    for py in args.original_python:
+        sides.append((f"original SO3LR (JAX {_module_version(py, 'jax')})", py, "original", False))
     for py in args.torch_python:
         tv = f"torch {_module_version(py, 'torch')}, " if len(args.torch_python) > 1 else ""
         sides.append((f"so3krates-torch ({tv}eager)", py, "torch-eager", False))
@@ -266,12 +273,18 @@ def main(argv=None) -> int:
         for tuned, r, task in jobs:
             for name, py, kind, thunk in sides:
                 out = os.path.join(tmp, f"{system_name}-{len(records)}.json")
-                if task == "md" and thunk:
+                if task == "md" and (thunk or kind == "original"):  # the original side times e+f only
                     continue
                 if kind == "jax":
                     cmd = [py, "-m", "benchmarks.samerun", "--worker", "jax" if task == "ef" else "jax-md",
                            "--system", system_name, "--worker-out", out, "--repeats", str(args.repeats),
                            "--md-steps", str(args.md_steps)] + (["--jax-thunk"] if args.jax_thunk else [])  # fmt: skip
+                elif kind == "original":
+                    from benchmarks.jax_models import SKIN, long_range_skin
+
+                    cmd = [py, os.path.join(HERE, "so3lr_original_worker.py"), npz, out, "--repeats",
+                           str(args.repeats), "--skin-sr", str(SKIN["default"]), "--skin-lr",
+                           str(long_range_skin(s))]  # fmt: skip
                 else:
                     cmd = [py, os.path.join(HERE, "so3krates_torch_worker.py"), npz, out, "--repeats",
                            str(args.torch_repeats or args.repeats), "--mode", kind.split("-")[1]]  # fmt: skip
@@ -332,7 +345,7 @@ def main(argv=None) -> int:
 
 def _mode(side: str, rs: list) -> str:
     """eager or compiled, and how: ours is always jit-compiled by XLA."""
-    if side.startswith("ours"):
+    if side.startswith(("ours", "original")):
         return "compiled (jax.jit, XLA)"
     if "eager" in side:
         return "eager"
@@ -379,6 +392,7 @@ def summarise(records: list) -> list:
         ref = next((r for r in group if r["side"].startswith("ours")), None)
         torch_rows = [r for r in group if r["side"].startswith("so3krates-torch")]
         fastest_torch = min(torch_rows, key=lambda r: r["median_ms"]) if torch_rows else None
+        original = next((r for r in group if r["side"].startswith("original")), None)
         for r in group:
             if ref is not None and ref["_forces"] is not None and r["_forces"] is not None:
                 r["parity_vs"] = ref["side"]
@@ -388,6 +402,9 @@ def summarise(records: list) -> list:
                 r["speedup_vs_fastest_torch"] = fastest_torch["median_ms"] / r["median_ms"]
                 r["fastest_torch"] = fastest_torch["side"]
                 r["speedup_vs_fastest_torch_min"] = fastest_torch["min_ms"] / r["min_ms"]
+            if original is not None and r["side"].startswith("ours"):
+                r["speedup_vs_original"] = original["median_ms"] / r["median_ms"]
+                r["speedup_vs_original_min"] = original["min_ms"] / r["min_ms"]
     for r in rows:
         r.pop("_forces", None)
     return rows
@@ -415,18 +432,23 @@ def report(meta: dict, rows: list, md_rows: list = ()) -> str:
     L.append("")
     L.append("Malloc settings ('tuned'): " + ", ".join(f"`{k}={v}`" for k, v in meta["malloc_env"].items()) + ".")
     L.append("")
+    with_original = any(r["side"].startswith("original") for r in rows)
     L.append("| system | malloc | side | mode | ms per call: median (min–max) | calls | load | × fastest so3krates-torch "
-             "(median; min) | process CPU ms per call (median) | ΔE/atom vs ours (eV) | max ΔF (eV/Å) | "
-             "compile s (wall / CPU) | XLA_FLAGS |")  # fmt: skip
-    L.append("|---|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---|")
+             "(median; min) | " + ("× original SO3LR (median; min) | " if with_original else "")
+             + "process CPU ms per call (median) | ΔE/atom vs ours (eV) | max ΔF (eV/Å) | compile s (wall / CPU) | "
+             "XLA_FLAGS |")  # fmt: skip
+    L.append("|---|---|---|---|---:|---:|---|---:|" + ("---:|" if with_original else "") + "---:|---:|---:|---:|---|")
     for r in rows:
         if not r["ok"]:
             L.append(f"| {r['system']} | {'tuned' if r['malloc_tuned'] else 'plain'} | {r['side']} | {r.get('mode', '')} | failed |"
-                     + " |" * 8)
+                     + " |" * (9 if with_original else 8))
             continue
         sp = (f"{r['speedup_vs_fastest_torch']:.2f}; {r['speedup_vs_fastest_torch_min']:.2f}"
               if "speedup_vs_fastest_torch" in r else "")  # fmt: skip
         comp = ", ".join(f"{c:.1f} / {cc:.1f}" for c, cc in zip(r["compile_s"], r["compile_cpu_s"]) if c is not None)
+        if with_original:
+            sp += " | " + (f"{r['speedup_vs_original']:.2f}; {r['speedup_vs_original_min']:.2f}"
+                           if "speedup_vs_original" in r else "")  # fmt: skip
         L.append(
             f"| {r['system']} | {'tuned' if r['malloc_tuned'] else 'plain'} | {r['side']} | {r.get('mode', '')} | "
             f"{r['median_ms']:.1f} ({r['min_ms']:.1f}–{r['max_ms']:.1f}) | {r['calls']} | "
@@ -478,10 +500,11 @@ def report(meta: dict, rows: list, md_rows: list = ()) -> str:
                 comp += f" ({r['init_s']:.1f})"
             L.append(f"| {r['system']} | {r['side']} | {r['atom_steps_per_s']:.0f} | {1e3 * r['md_step_s']:.1f} | "
                      f"{r['md_steps']} | {r.get('reallocations', '')} | {comp} | {r.get('integrator', '')} |")  # fmt: skip
-    L.append("")
-    L.append("Yardstick from another run (not a same-run ratio): the original SO3LR (JAX 0.5.3) took, tuned/plain, "
-             + "; ".join(f"{k} {a} / {b} ms" for k, (a, b) in ORIGINAL_FROM_ANOTHER_RUN_MS.items())
-             + " on a 2-core AMD EPYC under another load.")  # fmt: skip
+    if not with_original:
+        L.append("")
+        L.append("Yardstick from another run (not a same-run ratio): the original SO3LR (JAX 0.5.3) took, tuned/plain, "
+                 + "; ".join(f"{k} {a} / {b} ms" for k, (a, b) in ORIGINAL_FROM_ANOTHER_RUN_MS.items())
+                 + " on a 2-core AMD EPYC under another load.")  # fmt: skip
     return "\n".join(L) + "\n"
 
 
