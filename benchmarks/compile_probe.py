@@ -9,7 +9,8 @@ folding them at compile time, ``factory._not_folded``); ``oneseg`` (one segment:
 ``O2``/``O1``/``O0`` (XLA's backend optimisation level for this program); ``noslp`` (LLVM's SLP vectoriser off);
 ``llvmcheap`` (LLVM's expensive optimisation passes off); ``store`` (the attention's per-pair terms stored for the
 backward pass instead of recomputed, ``attention.recompute_by_default``); ``split1``/``split2``/``split8`` (the LLVM module cut into
-at most this many parts for parallel code generation; the classic runtime of JAX 0.4.37 ignores it).
+at most this many parts for parallel code generation; the classic runtime of JAX 0.4.37 ignores it); ``avx2`` (code
+generated for AVX2 at most, ``xla_cpu_max_isa``); ``vec256``/``vec128`` (``xla_cpu_prefer_vector_width``).
 Each variant builds and traces the model anew; prints lowering and compile wall time, and the median of a few calls
 (8 for ``ef``, 3 for ``md``). With ``AB=ROUNDS`` all variants stay compiled and are then called in turn, ROUNDS
 rounds of one call each, after one warm call each: the same-process comparison of their run time (median, min, max).
@@ -72,7 +73,9 @@ def main(argv=None) -> int:
                "llvmcheap": {"xla_llvm_disable_expensive_passes": True},
                "split1": {"xla_cpu_parallel_codegen_split_count": 1},
                "split2": {"xla_cpu_parallel_codegen_split_count": 2},
-               "split8": {"xla_cpu_parallel_codegen_split_count": 8}}  # fmt: skip
+               "split8": {"xla_cpu_parallel_codegen_split_count": 8},
+               "avx2": {"xla_cpu_max_isa": "AVX2"}, "vec256": {"xla_cpu_prefer_vector_width": 256},
+               "vec128": {"xla_cpu_prefer_vector_width": 128}}  # fmt: skip
     barrier, min_pairs = factory._not_folded, segments.MIN_SEGMENTED_PAIRS
     recompute = attention.recompute_by_default
     system = build_system(name)
