@@ -73,3 +73,23 @@ def test_samerun_times_the_original_beside_ours_and_reports_the_ratio(tmp_path):
     report = (out / "results.md").read_text()
     assert "× original SO3LR (median; min)" in report
     assert "Yardstick from another run" not in report
+
+
+def test_benchmark_model_so3lr_original_goes_through_the_original_entry_point(monkeypatch):
+    """``benchmarks.run``'s ``so3lr-original`` model, in process, against the same stand-in."""
+    import jax
+
+    from benchmarks import jax_models
+    from benchmarks.systems import build_system
+
+    monkeypatch.syspath_prepend(FAKE)
+    monkeypatch.delitem(sys.modules, "so3lr", raising=False)
+    try:
+        m = jax_models.build("so3lr-original", build_system("dha"), "float32")
+        energy, grad = jax.value_and_grad(m.energy, argnums=1)(m.params, m.position, **m.neighbors)
+    finally:  # later tests in this process must not find the stand-in
+        sys.modules.pop("so3lr", None)
+    ref_energy, ref_forces = _toy_energy_and_forces(np.asarray(m.position, np.float64))
+    assert float(energy) == pytest.approx(ref_energy, rel=1e-5)
+    np.testing.assert_allclose(-np.asarray(grad), ref_forces, atol=1e-4 * np.abs(ref_forces).max())
+    assert set(m.neighbors) == {"neighbor", "neighbor_lr"}
