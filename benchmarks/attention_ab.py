@@ -7,7 +7,8 @@ current code with and without skipping unused pair capacity.
 ``OLD_ATTENTION_PY`` is a copy of ``so3krates_hk/layers/attention.py`` from another revision (e.g.
 ``git show REV:so3krates_hk/layers/attention.py > /tmp/attention_old.py``). ``one-segment``: the baseline is the
 current code with every pair array evaluated as one segment (``layers.segments``: unused capacity computed). Both
-programs (SO3LR energy+forces, float32, neighbour lists outside the timing) are built and compiled in this process,
+programs (SO3LR energy+forces, float32, neighbour lists outside the timing) are built and compiled in this process
+(under ``cpu_tuning.serial_loops``, as the calculator compiles them; it acts on JAX 0.4.x up to 512 atoms),
 then called in alternation, so a change of machine load hits both alike. Prints |ΔE|, max |ΔF| between them, the
 medians (min) and the ratio, and appends one JSON record per system to ``--out``.
 """
@@ -38,6 +39,7 @@ def main(argv=None) -> int:
     from benchmarks.alternate import alternate
     from benchmarks.systems import build_system
 
+    from so3krates_hk.cpu_tuning import serial_loops
     from so3krates_hk.layers import segments
 
     if args.baseline == "one-segment":
@@ -58,7 +60,8 @@ def main(argv=None) -> int:
             m = jax_models.build("so3lr", system, "float32")
             ef = jax.jit(jax.value_and_grad(lambda p, r, nb, m=m: m.energy(p, r, **nb), argnums=1))
             t = time.perf_counter()
-            c = ef.lower(m.params, m.position, m.neighbors).compile()
+            with serial_loops(system.num_atoms):  # as the calculator and the MD driver compile
+                c = ef.lower(m.params, m.position, m.neighbors).compile()
             compile_s[label] = time.perf_counter() - t
             calls[label] = lambda c=c, m=m: c(m.params, m.position, m.neighbors)
         block.EuclideanAttention, segments.MIN_SEGMENTED_PAIRS = variants["current"]
