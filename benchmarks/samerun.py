@@ -239,6 +239,7 @@ def main(argv=None) -> int:
         jax_md_worker(args.system, args.worker_out, args.md_steps)
         return 0
 
+    from benchmarks.jax_models import SKIN, Unavailable, long_range_skin
     from benchmarks.systems import build_system
 
     started = _dt.datetime.now()
@@ -267,6 +268,10 @@ def main(argv=None) -> int:
         s = build_system(system_name)
         npz = os.path.join(tmp, f"{system_name}.npz")
         np.savez(npz, positions=s.positions, species=s.species, box=-1.0 if s.box is None else float(s.box))
+        try:  # the original side's long-range skin; −1: the box cannot hold its 12 Å (its worker then refuses)
+            lr_skin = long_range_skin(s)
+        except Unavailable:
+            lr_skin = -1.0
         jobs = [] if args.md_only else [(tuned, r, "ef") for tuned in passes for r in range(args.rounds)]
         if args.md_steps:
             jobs.append((True, 0, "md"))
@@ -279,12 +284,9 @@ def main(argv=None) -> int:
                     cmd = [py, "-m", "benchmarks.samerun", "--worker", "jax" if task == "ef" else "jax-md",
                            "--system", system_name, "--worker-out", out, "--repeats", str(args.repeats),
                            "--md-steps", str(args.md_steps)] + (["--jax-thunk"] if args.jax_thunk else [])  # fmt: skip
-                elif kind == "original":
-                    from benchmarks.jax_models import SKIN, long_range_skin
-
+                elif kind == "original":  # our list skins for its lists
                     cmd = [py, os.path.join(HERE, "so3lr_original_worker.py"), npz, out, "--repeats",
-                           str(args.repeats), "--skin-sr", str(SKIN["default"]), "--skin-lr",
-                           str(long_range_skin(s))]  # fmt: skip
+                           str(args.repeats), "--skin-sr", str(SKIN["default"]), "--skin-lr", str(lr_skin)]  # fmt: skip
                 else:
                     cmd = [py, os.path.join(HERE, "so3krates_torch_worker.py"), npz, out, "--repeats",
                            str(args.torch_repeats or args.repeats), "--mode", kind.split("-")[1]]  # fmt: skip

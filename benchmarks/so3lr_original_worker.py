@@ -37,22 +37,21 @@ def main(argv=None) -> int:
     p.add_argument("out", help="result .json")
     p.add_argument("--repeats", type=int, default=10, help="timed energy+forces calls")
     p.add_argument("--skin-sr", type=float, default=0.5, help="short-range list skin (Å), as ours")
-    p.add_argument("--skin-lr", type=float, default=0.5, help="long-range list skin (Å), as ours")
+    p.add_argument("--skin-lr", type=float, default=0.5,
+                   help="long-range list skin (Å), as ours; negative: the box cannot hold the long range (refused)")
     p.add_argument("--lr-cutoff", type=float, default=12.0, help="long-range cutoff (Å), SO3LR's 12")
     args = p.parse_args(argv)
+    if args.skin_lr < 0:
+        raise SystemExit(f"the periodic box is narrower than 2 × {args.lr_cutoff} Å: minimum image does not hold for "
+                         "the long range, so the original cannot be timed on it")
 
     import jax
     import jax.numpy as jnp
     import jaxlib
     import numpy as np
 
-    import so3lr  # first: it brings the jax-md it was built with
+    from so3lr import So3lrPotential, to_jax_md  # first: it brings the jax-md it was built with
     from jax_md import space
-    from so3lr import to_jax_md
-
-    potential_cls = getattr(so3lr, "So3lrPotential", None)
-    if potential_cls is None:
-        raise SystemExit("the so3lr package has no So3lrPotential (its jax-md entry point); cannot time it")
 
     s = np.load(args.system)
     box_edge = float(s["box"])
@@ -65,7 +64,7 @@ def main(argv=None) -> int:
         box = None
         displacement, _ = space.free()
     skin = min(args.skin_sr, args.skin_lr)
-    potential = potential_cls(lr_cutoff=args.lr_cutoff, dtype=np.float32)
+    potential = So3lrPotential(lr_cutoff=args.lr_cutoff, dtype=np.float32)
     neighbor_fn, neighbor_fn_lr, energy_fn = to_jax_md(
         potential=potential, displacement_or_metric=displacement, box_size=box,
         species=species, dr_threshold=skin, capacity_multiplier=CAPACITY_MULTIPLIER,
