@@ -106,7 +106,7 @@ def _space(system: BenchSystem, margin: float, dtype):
     return displacement, shift, box, jnp.asarray(pos, dtype), system.num_atoms > 2000
 
 
-def _masses(system: BenchSystem, dtype):
+def atom_masses(system: BenchSystem, dtype):
     import jax.numpy as jnp
 
     if not system.atomistic:
@@ -185,7 +185,7 @@ def build(model: str, system: BenchSystem, dtype_name: str = "float32", seed: in
     margin = (lr_cutoff if long_range else w["r_cutoff"]) + 2.0
     displacement, shift, box, R, cell_list = _space(system, margin, dtype)
     species = jnp.asarray(system.species, jnp.int32)
-    masses = _masses(system, dtype)
+    masses = atom_masses(system, dtype)
     common = dict(
         model=model, info=MODEL_INFO[model], dtype=dtype_name, width=width, periodic=system.box is not None,
         box=None if system.box is None else float(system.box),

@@ -10,12 +10,16 @@ of up to 512 atoms keep their element-wise loops on the calling thread), or
 so3krates-torch's pretrained SO3LR (``benchmarks/so3krates_torch_worker.py``), or, with ``--original-python``, the
 original SO3LR from an environment that holds it (``benchmarks/so3lr_original_worker.py``: its own jax-md entry
 point, its JAX's default XLA settings, the same list skins and capacity as ours; ours then gets a "× original"
-column from the same run). Neighbour lists are built before the
+column from the same run, in the MD table too). Neighbour lists are built before the
 timer starts on both sides; float32 everywhere. The rounds alternate the sides (A B C, A B C, …) so that a change in
 the machine's load hits every side alike; each row gives the median, min and max over every timed call of every
 round. With ``--jax-thunk`` a jaxlib 0.4.32–0.4.x worker compiles the program twice, with XLA:CPU's classic runtime
 (what ``so3krates_hk`` asks for) and with the thunk runtime (that jaxlib's default), and times the two interleaved in
 one process.
+
+With ``--md-steps N`` every side also runs N steps of NVT Langevin MD on each system (300 K, 0.5 fs), neighbour-list
+updates and re-allocation inside the timed loop: ours and the original through jax-md's ``nvt_langevin`` in jitted
+loops of ``MD_LOOP_STEPS`` steps, so3krates-torch through its ASE calculator and ASE's Langevin.
 
 Every side runs with the same malloc settings (``so3krates_hk.cpu_tuning``); ``--plain`` adds a pass without them.
 Before any timing counts, the driver checks parity: every side's energy and forces against the first JAX side's
@@ -44,6 +48,7 @@ from benchmarks.hostinfo import cpu_name
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+MD_LOOP_STEPS = 10  # MD steps per jitted loop, every side
 
 
 # ------------------------------------------------------------------------------------------------------- worker
@@ -105,7 +110,8 @@ def jax_worker(system_name: str, out: str, repeats: int, model: str = "so3lr", a
         json.dump(res, fh)
 
 
-def jax_md_worker(system_name: str, out: str, steps: int, loop_steps: int = 10, model: str = "so3lr") -> None:
+def jax_md_worker(system_name: str, out: str, steps: int, loop_steps: int = MD_LOOP_STEPS,
+                  model: str = "so3lr") -> None:  # fmt: skip
     """NVT Langevin MD (300 K, 0.5 fs): every list updated every step inside jitted loops of ``loop_steps`` steps; on
     a list overflow the lists are re-allocated and the loop recompiled (all of it inside the wall time)."""
     import jax
@@ -239,7 +245,7 @@ def main(argv=None) -> int:
         jax_md_worker(args.system, args.worker_out, args.md_steps)
         return 0
 
-    from benchmarks.jax_models import SKIN, Unavailable, long_range_skin
+    from benchmarks.jax_models import SKIN, Unavailable, atom_masses, long_range_skin
     from benchmarks.systems import build_system
 
     started = _dt.datetime.now()
@@ -267,7 +273,8 @@ def main(argv=None) -> int:
     for system_name in args.systems.split(","):
         s = build_system(system_name)
         npz = os.path.join(tmp, f"{system_name}.npz")
-        np.savez(npz, positions=s.positions, species=s.species, box=-1.0 if s.box is None else float(s.box))
+        np.savez(npz, positions=s.positions, species=s.species, box=-1.0 if s.box is None else float(s.box),
+                 masses=np.asarray(atom_masses(s, np.float32)))  # fmt: skip
         try:  # the original side's long-range skin; −1: the box cannot hold its 12 Å (its worker then refuses)
             lr_skin = long_range_skin(s)
         except Unavailable:
@@ -278,7 +285,7 @@ def main(argv=None) -> int:
         for tuned, r, task in jobs:
             for name, py, kind, thunk in sides:
                 out = os.path.join(tmp, f"{system_name}-{len(records)}.json")
-                if task == "md" and (thunk or kind == "original"):  # the original side times e+f only
+                if task == "md" and thunk:
                     continue
                 if kind == "jax":
                     cmd = [py, "-m", "benchmarks.samerun", "--worker", "jax" if task == "ef" else "jax-md",
@@ -287,6 +294,8 @@ def main(argv=None) -> int:
                 elif kind == "original":  # our list skins for its lists
                     cmd = [py, os.path.join(HERE, "so3lr_original_worker.py"), npz, out, "--repeats",
                            str(args.repeats), "--skin-sr", str(SKIN["default"]), "--skin-lr", str(lr_skin)]  # fmt: skip
+                    if task == "md":  # the same integrator, settings and loop length as ours
+                        cmd += ["--md-steps", str(args.md_steps), "--md-loop-steps", str(MD_LOOP_STEPS)]
                 else:
                     cmd = [py, os.path.join(HERE, "so3krates_torch_worker.py"), npz, out, "--repeats",
                            str(args.torch_repeats or args.repeats), "--mode", kind.split("-")[1]]  # fmt: skip
@@ -434,7 +443,7 @@ def report(meta: dict, rows: list, md_rows: list = ()) -> str:
     L.append("")
     L.append("Malloc settings ('tuned'): " + ", ".join(f"`{k}={v}`" for k, v in meta["malloc_env"].items()) + ".")
     L.append("")
-    with_original = any(r["side"].startswith("original") for r in rows)
+    with_original = any(r["side"].startswith("original") for r in list(rows) + list(md_rows))
     L.append("| system | malloc | side | mode | ms per call: median (min–max) | calls | load | × fastest so3krates-torch "
              "(median; min) | " + ("× original SO3LR (median; min) | " if with_original else "")
              + "process CPU ms per call (median) | ΔE/atom vs ours (eV) | max ΔF (eV/Å) | compile s (wall / CPU) | "
@@ -489,18 +498,25 @@ def report(meta: dict, rows: list, md_rows: list = ()) -> str:
             L.append(f"| {r['system']} | {r['side']} | {g:.2f} | {g / (r['median_ms'] / 1e3):.1f} | {per_cpu:.1f} | "
                      f"{100 * per_cpu / PEAK_PER_CORE_GFLOPS:.0f} % |")  # fmt: skip
     if md_rows:
+        original_rate = {r["system"]: r["atom_steps_per_s"] for r in md_rows
+                         if r["status"] == "ok" and r["side"].startswith("original")}  # fmt: skip
+        ratio_col = bool(original_rate)
         L += ["", "## MD, same run", "",
-              "| system | side | atom-steps/s | ms per step | steps | re-allocations | MD program compile s (init s) "
-              "| what |",
-              "|---|---|---:|---:|---:|---:|---:|---|"]  # fmt: skip
+              "| system | side | atom-steps/s | " + ("× original SO3LR | " if ratio_col else "") + "ms per step | steps "
+              "| re-allocations | MD program compile s (init s) | what |",
+              "|---|---|---:|" + ("---:|" if ratio_col else "") + "---:|---:|---:|---:|---|"]  # fmt: skip
         for r in md_rows:
             if r["status"] != "ok":
-                L.append(f"| {r['system']} | {r['side']} | failed | | | | | |")
+                L.append(f"| {r['system']} | {r['side']} | failed |" + " |" * (6 if ratio_col else 5))
                 continue
             comp = "" if r.get("compile_s") is None else f"{r['compile_s']:.1f}"
             if r.get("init_s") is not None:
                 comp += f" ({r['init_s']:.1f})"
-            L.append(f"| {r['system']} | {r['side']} | {r['atom_steps_per_s']:.0f} | {1e3 * r['md_step_s']:.1f} | "
+            ratio = ""
+            if ratio_col:
+                base = original_rate.get(r["system"])
+                ratio = (f"{r['atom_steps_per_s'] / base:.2f} | " if base and r["side"].startswith("ours") else " | ")
+            L.append(f"| {r['system']} | {r['side']} | {r['atom_steps_per_s']:.0f} | {ratio}{1e3 * r['md_step_s']:.1f} | "
                      f"{r['md_steps']} | {r.get('reallocations', '')} | {comp} | {r.get('integrator', '')} |")  # fmt: skip
     if not with_original:
         L.append("")

@@ -13,6 +13,13 @@ original takes one value for both lists, so the smaller is used) and jax-md's ca
 Each timed call is ``jit(value_and_grad(E))``, forces = −∇E, compiled with that JAX's default XLA settings (this
 package's XLA:CPU flags are not applied: the original runs as its users run it). The malloc settings come from the
 driver, the same for every side.
+
+With ``--md-steps N`` it runs MD instead, as ``benchmarks.samerun``'s worker runs ours: jax-md's ``nvt_langevin``
+(300 K, 0.5 fs, friction 0.1 per time unit; the masses come with the structure), both lists updated before every
+step inside jitted loops of ``--md-loop-steps`` steps, re-allocated (and the loop recompiled) on an overflow inside
+the timed region. The loop is written out here rather than imported, so that this script keeps needing nothing but
+the original's environment. ``--md-record`` adds the start (positions, velocities) and the end positions to the
+result, for a test that integrates the same trajectory independently (``--gamma 0`` makes it plain velocity Verlet).
 """
 
 from __future__ import annotations
@@ -40,6 +47,12 @@ def main(argv=None) -> int:
     p.add_argument("--skin-lr", type=float, default=0.5,
                    help="long-range list skin (Å), as ours; negative: the box cannot hold the long range (refused)")
     p.add_argument("--lr-cutoff", type=float, default=12.0, help="long-range cutoff (Å), SO3LR's 12")
+    p.add_argument("--md-steps", type=int, default=0, help="run this many MD steps instead of timing e+f calls")
+    p.add_argument("--md-loop-steps", type=int, default=10, help="MD steps per jitted loop")
+    p.add_argument("--dt-fs", type=float, default=0.5, help="MD time step (fs)")
+    p.add_argument("--temperature", type=float, default=300.0, help="MD temperature (K)")
+    p.add_argument("--gamma", type=float, default=0.1, help="Langevin friction (per jax-md time unit, as ours)")
+    p.add_argument("--md-record", action="store_true", help="add start and end of the trajectory to the result")
     args = p.parse_args(argv)
     if args.skin_lr < 0:
         raise SystemExit(f"the periodic box is narrower than 2 × {args.lr_cutoff} Å: minimum image does not hold for "
@@ -59,10 +72,10 @@ def main(argv=None) -> int:
     R = jnp.asarray(s["positions"], jnp.float32)
     if box_edge > 0:
         box = jnp.asarray(box_edge, jnp.float32)
-        displacement, _ = space.periodic(box)
+        displacement, shift = space.periodic(box)
     else:
         box = None
-        displacement, _ = space.free()
+        displacement, shift = space.free()
     skin = min(args.skin_sr, args.skin_lr)
     potential = So3lrPotential(lr_cutoff=args.lr_cutoff, dtype=np.float32)
     neighbor_fn, neighbor_fn_lr, energy_fn = to_jax_md(
@@ -77,6 +90,16 @@ def main(argv=None) -> int:
 
     def energy(position, idx, idx_lr):
         return jnp.sum(energy_fn(position, neighbor=idx, neighbor_lr=idx_lr, box=box))
+
+    if args.md_steps:
+        res = _md(args, energy, shift, neighbor_fn, neighbor_fn_lr, R, jnp.asarray(s["masses"], jnp.float32),
+                  nbrs, nbrs_lr)  # fmt: skip
+        res.update(versions=dict(jax=jax.__version__, jaxlib=jaxlib.__version__, so3lr=_dist_version("so3lr")),
+                   xla_flags=os.environ.get("XLA_FLAGS"), skin=skin, lr_cutoff=args.lr_cutoff,
+                   num_atoms=int(species.shape[0]), nbr_build_s=nbr_s)  # fmt: skip
+        with open(args.out, "w") as fh:
+            json.dump(res, fh)
+        return 0
 
     t, tc = time.perf_counter(), time.process_time()
     compiled = jax.jit(jax.value_and_grad(energy)).lower(R, nbrs.idx, nbrs_lr.idx).compile()
@@ -105,6 +128,62 @@ def main(argv=None) -> int:
     with open(args.out, "w") as fh:
         json.dump(res, fh)
     return 0
+
+
+TIME_UNIT_FS = 10.180505710774743  # jax-md's time unit for amu, Å and eV
+BOLTZMANN_EV = 8.617333262e-5
+
+
+def _md(args, energy, shift, neighbor_fn, neighbor_fn_lr, R, masses, nbrs, nbrs_lr) -> dict:
+    """NVT Langevin MD through the original's energy, timed as ``benchmarks.samerun.jax_md_worker`` times ours."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from jax_md import simulate
+
+    kT, dt = args.temperature * BOLTZMANN_EV, args.dt_fs / TIME_UNIT_FS
+    init, apply = simulate.nvt_langevin(lambda R, idx, idx_lr: energy(R, idx, idx_lr), shift, dt, kT,
+                                        gamma=args.gamma)  # fmt: skip
+
+    def loop(state, lists):
+        def body(_, carry):
+            state, (sr, lr), overflow = carry
+            sr, lr = sr.update(state.position), lr.update(state.position)
+            overflow = overflow | jnp.asarray(sr.did_buffer_overflow, bool) | jnp.asarray(lr.did_buffer_overflow, bool)
+            return apply(state, idx=sr.idx, idx_lr=lr.idx), (sr, lr), overflow
+
+        return jax.lax.fori_loop(0, args.md_loop_steps, body, (state, lists, jnp.zeros((), bool)))
+
+    t0 = time.perf_counter()
+    state = jax.block_until_ready(init(jax.random.PRNGKey(0), R, mass=masses, idx=nbrs.idx, idx_lr=nbrs_lr.idx))
+    init_s = time.perf_counter() - t0
+    start = state
+    lists = (nbrs, nbrs_lr)
+    t0 = time.perf_counter()
+    compiled = jax.jit(loop).lower(state, lists).compile()
+    compile_s = time.perf_counter() - t0  # the MD loop's program: trace, lower, compile
+    jax.block_until_ready(compiled(state, lists))  # warm; its result is dropped
+    done, reallocations, t = 0, 0, time.perf_counter()
+    while done < args.md_steps:
+        new_state, new_lists, overflow = compiled(state, lists)
+        if bool(overflow):  # re-allocate from the last good positions and redo the loop
+            lists = (neighbor_fn.allocate(state.position), neighbor_fn_lr.allocate(state.position))
+            compiled = jax.jit(loop).lower(state, lists).compile()
+            reallocations += 1
+            continue
+        state, lists, done = new_state, new_lists, done + args.md_loop_steps
+    jax.block_until_ready(state.position)
+    wall = time.perf_counter() - t
+    res = dict(side="original SO3LR", md_steps=done, md_wall_s=wall, md_step_s=wall / done,
+               atom_steps_per_s=int(R.shape[0]) * done / wall, reallocations=reallocations, compile_s=compile_s,
+               init_s=init_s, finite=bool(jnp.all(jnp.isfinite(state.position))), loop_steps=args.md_loop_steps,
+               integrator=f"jax_md nvt_langevin {args.temperature:g} K, {args.dt_fs:g} fs, gamma {args.gamma:g}, "
+                          "lists updated every step")  # fmt: skip
+    if args.md_record:
+        velocity = lambda st: np.asarray(st.momentum / st.mass, np.float64).tolist()  # noqa: E731
+        res.update(start_positions=np.asarray(start.position, np.float64).tolist(), start_velocities=velocity(start),
+                   end_positions=np.asarray(state.position, np.float64).tolist(), dt=dt)  # fmt: skip
+    return res
 
 
 def _dist_version(name: str):

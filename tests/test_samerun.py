@@ -93,3 +93,59 @@ def test_benchmark_model_so3lr_original_goes_through_the_original_entry_point(mo
     assert float(energy) == pytest.approx(ref_energy, rel=1e-5)
     np.testing.assert_allclose(-np.asarray(grad), ref_forces, atol=1e-4 * np.abs(ref_forces).max())
     assert set(m.neighbors) == {"neighbor", "neighbor_lr"}
+
+
+def _velocity_verlet(R: np.ndarray, V: np.ndarray, masses: np.ndarray, dt: float, steps: int) -> np.ndarray:
+    """Velocity Verlet of the stand-in's energy in float64 (eV, Å, amu; dt in jax-md's unit of time)."""
+    m = masses[:, None]
+    F = _toy_energy_and_forces(R)[1]
+    for _ in range(steps):
+        V = V + 0.5 * dt * F / m
+        R = R + dt * V
+        F = _toy_energy_and_forces(R)[1]
+        V = V + 0.5 * dt * F / m
+    return R
+
+
+def test_original_worker_md_integrates_the_same_trajectory_as_velocity_verlet(tmp_path):
+    """With zero friction jax-md's Langevin step is velocity Verlet: the worker's trajectory, started from the
+    positions and velocities it records, must match an independent float64 integration of the stand-in's forces."""
+    from benchmarks.jax_models import atom_masses
+    from benchmarks.systems import build_system
+
+    s = build_system("dha")
+    masses = np.asarray(atom_masses(s, np.float32), np.float64)
+    npz, out = tmp_path / "dha.npz", tmp_path / "md.json"
+    np.savez(npz, positions=s.positions, species=s.species, box=-1.0, masses=masses)
+    worker = os.path.join(ROOT, "benchmarks", "so3lr_original_worker.py")
+    cmd = [sys.executable, worker, str(npz), str(out), "--md-steps", "20", "--md-loop-steps", "10", "--gamma", "0",
+           "--md-record"]  # fmt: skip
+    proc = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert res["md_steps"] == 20 and res["finite"] and res["atom_steps_per_s"] > 0 and res["reallocations"] == 0
+    start, end = np.asarray(res["start_positions"]), np.asarray(res["end_positions"])
+    np.testing.assert_allclose(start, s.positions, atol=1e-5)
+    expected = _velocity_verlet(start, np.asarray(res["start_velocities"]), masses, res["dt"], res["md_steps"])
+    assert np.abs(expected - start).max() > 0.05  # the atoms moved: a wrong force, mass or step would show
+    np.testing.assert_allclose(end, expected, atol=1e-3)
+
+
+def test_samerun_runs_md_of_the_original_beside_ours(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "benchmarks.samerun", "--jax-python", sys.executable, "--original-python",
+           sys.executable, "--systems", "dha", "--md-only", "--md-steps", "10", "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, env=_env(), cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads((out / "results-md.json").read_text())["md"]
+    ours = next(r for r in rows if r["side"].startswith("ours"))
+    original = next(r for r in rows if r["side"].startswith("original SO3LR"))
+    assert ours["status"] == original["status"] == "ok"
+    assert ours["md_steps"] == original["md_steps"] == 10
+    assert ours["integrator"] == original["integrator"]  # the same thermostat, temperature, step and list updates
+    assert not original["xla_flags"]
+    report = (out / "results-md.md").read_text()
+    line = next(ln for ln in report.splitlines() if ln.startswith("| dha | ours"))
+    ratio = float(line.split("|")[4])
+    assert ratio == pytest.approx(ours["atom_steps_per_s"] / original["atom_steps_per_s"], abs=0.006)  # printed to 0.01
+    assert "Yardstick from another run" not in report
