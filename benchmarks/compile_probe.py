@@ -5,7 +5,7 @@
     AB=ROUNDS python -m benchmarks.compile_probe ...    (then time the variants interleaved, ROUNDS calls each)
 
 Variants: ``default`` (the code as it is); ``nobar`` (species without the optimisation barrier that keeps XLA from
-folding them at compile time, ``factory._not_folded``); ``oneseg`` (one segment: unused pair capacity computed);
+folding them at compile time, ``factory.not_folded``); ``oneseg`` (one segment: unused pair capacity computed);
 ``O2``/``O1``/``O0`` (XLA's backend optimisation level for this program); ``noslp`` (LLVM's SLP vectoriser off);
 ``llvmcheap`` (LLVM's expensive optimisation passes off); ``store`` (the attention's per-pair terms stored for the
 backward pass instead of recomputed, ``attention.recompute_by_default``); ``split1``/``split2``/``split8`` (the LLVM module cut into
@@ -76,12 +76,12 @@ def main(argv=None) -> int:
                "split8": {"xla_cpu_parallel_codegen_split_count": 8},
                "avx2": {"xla_cpu_max_isa": "AVX2"}, "vec256": {"xla_cpu_prefer_vector_width": 256},
                "vec128": {"xla_cpu_prefer_vector_width": 128}}  # fmt: skip
-    barrier, min_pairs = factory._not_folded, segments.MIN_SEGMENTED_PAIRS
+    barrier, min_pairs = factory.not_folded, segments.MIN_SEGMENTED_PAIRS
     recompute = attention.recompute_by_default
     system = build_system(name)
     compiled = {}
     for v in variants:
-        factory._not_folded = (lambda z: z) if v == "nobar" else barrier
+        factory.not_folded = (lambda z: z) if v == "nobar" else barrier
         segments.MIN_SEGMENTED_PAIRS = 10**9 if v == "oneseg" else min_pairs
         attention.recompute_by_default = (lambda: False) if v == "store" else recompute
         run_it = not os.environ.get("NORUN")
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
             print(f"{name} {what} {v:8s} interleaved: {1e3 * statistics.median(ts):8.1f} ms median "
                   f"({1e3 * min(ts):.1f}-{1e3 * max(ts):.1f}, {len(ts)} calls)", flush=True)
         print(f"load {os.getloadavg()[0]:.2f}", flush=True)
-    factory._not_folded, segments.MIN_SEGMENTED_PAIRS = barrier, min_pairs
+    factory.not_folded, segments.MIN_SEGMENTED_PAIRS = barrier, min_pairs
     attention.recompute_by_default = recompute
     return 0
 

@@ -34,7 +34,8 @@ import jax.numpy as jnp
 from so3krates_hk import validation
 from so3krates_hk._compat import partition
 from so3krates_hk.config import SO3LR_AVG_NUM_NEIGHBORS, SO3kratesConfig, SO3LRConfig
-from so3krates_hk.graph import build_graph, capacity_from_test, closest_pair, count_edges, pair_multiplicity
+from so3krates_hk.graph import (build_graph, capacity_from_test, closest_pair, count_edges, not_folded,
+                                pair_multiplicity)
 from so3krates_hk.models import (
     SO3LR_HEAD_SPECIES,
     LongRangePairs,
@@ -160,26 +161,6 @@ def _build(model: Callable, check: Callable, displacement, r_cutoff: float, conf
     return init_fn, apply_fn
 
 
-@jax.custom_batching.custom_vmap
-def _not_folded(species: jnp.ndarray) -> jnp.ndarray:
-    """``species`` behind an optimisation barrier, so XLA does not constant-fold the per-atom work that depends on
-    the species and the weights alone.
-
-    Under ``jax.jit`` of an energy with the species and the weights bound (jax-md's ``energy_fn``, the MD driver), both
-    are constants of the program, and XLA evaluates the embedding, the first layer's queries, keys and values and
-    the like at compile time, in its slow reference evaluator and once per atom: on 12 288 atoms of water that
-    took seconds of the MD program's compile. Numbers are unchanged; the work runs on every call instead (cheap
-    next to the per-pair work). Under ``vmap`` the barrier takes the whole batch (JAX 0.4.x has no batching rule for
-    it).
-    """
-    return jax.lax.optimization_barrier(species)
-
-
-@_not_folded.def_vmap
-def _not_folded_batched(axis_size: int, in_batched: list, species: jnp.ndarray):
-    return jax.lax.optimization_barrier(species), in_batched[0]
-
-
 def so3krates_neighborlist_pp(
     displacement: Callable,
     r_cutoff: float,
@@ -240,7 +221,7 @@ def so3krates_neighborlist_pp(
         N = position.shape[0]
         node_mask = jnp.ones(N, bool) if mask is None else jnp.asarray(mask).astype(bool)
         species = jnp.zeros(N, jnp.int32) if species is None else jnp.asarray(species, jnp.int32) - offset
-        species = jnp.where(node_mask, _not_folded(species), 0)
+        species = jnp.where(node_mask, not_folded(species), 0)
         graph = build_graph(displacement, position, neighbor, r_cutoff, node_mask, pair_capacity, pairs=True, **kwargs)
         per_atom, aux = so3krates_energy(
             config, n_species, r_cutoff, avg_num_neighbors, species, graph, node_mask, total_charge, num_unpaired,
@@ -334,7 +315,7 @@ def so3lr_neighborlist_pp(
               **kwargs):  # fmt: skip
         N = position.shape[0]
         node_mask = jnp.ones(N, bool) if mask is None else jnp.asarray(mask).astype(bool)
-        Z = jnp.where(node_mask, _not_folded(jnp.asarray(species, jnp.int32)), 1)
+        Z = jnp.where(node_mask, not_folded(jnp.asarray(species, jnp.int32)), 1)
         dtype = position.dtype
         graph = build_graph(displacement, position, neighbor, r_cutoff, node_mask, pair_capacity, pairs=True, **kwargs)
         lr = None

@@ -57,6 +57,27 @@ class Graph(NamedTuple):
         return jnp.sum(self.mask) * (2 if self.pairs else 1)
 
 
+@jax.custom_batching.custom_vmap
+def not_folded(x: jnp.ndarray) -> jnp.ndarray:
+    """``x`` behind an optimisation barrier, so XLA cannot treat it as a constant of the program.
+
+    Under ``jax.jit`` of an energy with inputs bound in a closure (jax-md's ``energy_fn`` with its species, a list
+    built once and captured), those inputs are constants of the program, and XLA folds the work that depends on them
+    alone at compile time. For the species (applied in ``factory``) that meant the embedding and the first layer's
+    queries, keys and values evaluated at compile time, in XLA's slow reference evaluator, once per atom: seconds of
+    a large MD program's compile. For neighbour-list indices (applied in :func:`candidate_pairs`) it meant calls 26-45×
+    slower on JAX 0.4.37: SO3LR energy+forces on 1536 water atoms took 10-17 s against 0.37-0.44 s with the lists
+    passed as arguments (``benchmarks/NOTES.md``). Numbers are unchanged. Under ``vmap`` the barrier takes the whole
+    batch (JAX 0.4.x has no batching rule for it).
+    """
+    return jax.lax.optimization_barrier(x)
+
+
+@not_folded.def_vmap
+def _not_folded_batched(axis_size: int, in_batched: list, x: jnp.ndarray):
+    return jax.lax.optimization_barrier(x), in_batched[0]
+
+
 def neighbor_format(neighbor) -> "partition.NeighborListFormat":
     """The jax-md format of a neighbour list (``Dense``, ``Sparse`` or ``OrderedSparse``)."""
     fmt = getattr(neighbor, "format", None)
@@ -66,8 +87,9 @@ def neighbor_format(neighbor) -> "partition.NeighborListFormat":
 
 
 def candidate_pairs(neighbor, num_nodes: int) -> tuple[jnp.ndarray, jnp.ndarray, bool]:
-    """All (centre, neighbour) entries of a jax-md list, flat, padding included: (centers, neighbors, sorted)."""
-    idx = neighbor.idx
+    """All (centre, neighbour) entries of a jax-md list, flat, padding included: (centers, neighbors, sorted). The
+    indices pass :func:`not_folded`, so a list bound into a jitted function is not a constant to XLA."""
+    idx = not_folded(jnp.asarray(neighbor.idx))
     fmt = neighbor_format(neighbor)
     if fmt == partition.NeighborListFormat.Dense:
         if idx.ndim != 2 or idx.shape[0] != num_nodes:
