@@ -35,7 +35,7 @@ from so3krates_hk import validation
 from so3krates_hk._compat import partition
 from so3krates_hk.config import SO3LR_AVG_NUM_NEIGHBORS, SO3kratesConfig, SO3LRConfig
 from so3krates_hk.graph import (build_graph, capacity_from_test, closest_pair, count_edges, not_folded,
-                                pair_multiplicity)
+                                pair_multiplicity, static_cell_size)
 from so3krates_hk.models import (
     SO3LR_HEAD_SPECIES,
     LongRangePairs,
@@ -137,6 +137,9 @@ def _build(model: Callable, check: Callable, displacement, r_cutoff: float, conf
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         a = bound.arguments
+        for name in ("neighbor", "neighbor_lr"):  # no JAX scalar in a list's static data (graph.static_cell_size)
+            if a.get(name) is not None:
+                a[name] = static_cell_size(a[name])
         check(a)
         if overlap:
             validation.check_closest_pair(closest, a["position"], a["neighbor"], a["mask"],

@@ -26,6 +26,7 @@ that into a NaN energy, never into a silently truncated one.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Callable, NamedTuple, Optional
@@ -76,6 +77,22 @@ def not_folded(x: jnp.ndarray) -> jnp.ndarray:
 @not_folded.def_vmap
 def _not_folded_batched(axis_size: int, in_batched: list, x: jnp.ndarray):
     return jax.lax.optimization_barrier(x), in_batched[0]
+
+
+def static_cell_size(nbrs):
+    """The jax-md neighbour list ``nbrs`` with its cell size as a Python float.
+
+    jax-md keeps the cell size in the list's static pytree data, and with fractional coordinates in a general cell
+    (``space.periodic_general``) computes it as a JAX scalar. JAX compares static data when it looks up a compiled
+    function, so each lookup with such a list runs a JAX operation inside JAX's own cache lookup, which deadlocks on
+    JAX 0.4.37: the MD block never finished tracing on a periodic cell. A second model's jitted call on such a
+    list failed with a ``TracerBoolConversionError`` there. Updated lists carry the float over. The factories'
+    ``apply_fn``/``init_fn`` and the MD driver pass every list through this.
+    """
+    size = getattr(nbrs, "cell_size", None)
+    if size is None or isinstance(size, float):
+        return nbrs
+    return dataclasses.replace(nbrs, cell_size=float(size))
 
 
 def neighbor_format(neighbor) -> "partition.NeighborListFormat":

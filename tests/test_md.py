@@ -291,7 +291,7 @@ def test_skin_shrinks_to_fit_a_narrow_periodic_cell_and_an_explicit_one_is_check
 @pytest.mark.slow
 def test_md_cli_runs_the_bundled_water_box(tmp_path):
     """A periodic cell end to end, in its own process with a time limit: on JAX 0.4.37 the MD block once deadlocked
-    while tracing (a JAX scalar in the lists' static data; ``simulation.static_cell_size``)."""
+    while tracing (a JAX scalar in the lists' static data; ``graph.static_cell_size``)."""
     import subprocess
     import sys
 
@@ -322,7 +322,7 @@ def test_drift_fit_is_the_least_squares_slope_and_none_below_three_frames():
 
 
 def test_lists_in_a_general_periodic_cell_carry_a_float_cell_size():
-    from so3krates_hk.md.simulation import static_cell_size
+    from so3krates_hk.graph import static_cell_size
 
     cell = jnp.asarray(np.diag([9.0, 10.0, 11.0]) + np.triu(np.ones((3, 3)), 1))
     displacement, _ = jax_md.space.periodic_general(cell, fractional_coordinates=True)

@@ -416,3 +416,45 @@ def test_default_hyperparameters_are_so3lr():
     assert (c.residual_mlp_1, c.residual_mlp_2) == (hyper["residual_mlp_1"], hyper["residual_mlp_2"])
     assert c.energy_regression_dim == hyper["energy_regression_dim"]
     assert dataclasses.replace(c, num_layers=2).num_layers == 2
+
+
+_TWO_GENERAL_CELL_MODELS = r"""
+import sys
+import jax, jax.numpy as jnp, numpy as np
+from so3krates_hk import so3krates_neighborlist_pp
+from so3krates_hk._compat import jax_md, partition
+L, out = 9.0, []
+for seed in (0, 1):  # two models on the same structure, each with its list in a general periodic cell
+    rng = np.random.default_rng(0)
+    frac = jnp.asarray((np.stack(np.meshgrid(*[np.arange(3)] * 3), -1).reshape(-1, 3) + 0.5) / 3
+                       + rng.normal(scale=0.02, size=(27, 3)), jnp.float32)
+    box = jnp.asarray(np.eye(3) * L + rng.normal(scale=0.3, size=(3, 3)), jnp.float32)
+    disp, _ = jax_md.space.periodic_general(box)
+    nbrs = partition.neighbor_list(disp, box, 3.0, dr_threshold=0.3, format=partition.Sparse,
+                                   fractional_coordinates=True).allocate(frac)
+    species = jnp.asarray(rng.integers(0, 4, 27), jnp.int32)
+    init_fn, apply_fn = so3krates_neighborlist_pp(disp, 3.0, n_species=4, positions_test=frac, neighbor_test=nbrs,
+                                                  num_layers=1, num_features=16, num_heads=2, degrees=[1, 2],
+                                                  num_radial_basis_fn=8)
+    params = init_fn(jax.random.PRNGKey(seed), frac, nbrs, species=species)
+    ef = jax.jit(jax.value_and_grad(lambda p, r, n: apply_fn(p, r, n, species=species), argnums=1))
+    e, g = ef(params, frac, nbrs)
+    out.append(bool(np.isfinite(float(e)) and np.all(np.isfinite(np.asarray(g)))))
+print("ok" if all(out) else "not finite")
+"""
+
+
+def test_lists_of_general_periodic_cells_work_for_a_second_model():
+    """jax-md keeps the cell size of a list in a general periodic cell (fractional coordinates) as a JAX scalar in the
+    list's static data, which JAX compares when it looks up a compiled function. On JAX 0.4.37 a second model's
+    jitted energy+forces on such a list then failed with a ``TracerBoolConversionError`` inside JAX's cache lookup
+    (or hung there). The factories turn the cell size into a Python float (``graph.static_cell_size``). Run in a
+    subprocess with a time limit, so a hang fails the test rather than stalling the suite."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", _TWO_GENERAL_CELL_MODELS], cwd=root, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]

@@ -38,6 +38,7 @@ import numpy as np
 
 from so3krates_hk._compat import jax_md
 from so3krates_hk._cpu_runtime import serial_loops
+from so3krates_hk.graph import static_cell_size
 from so3krates_hk.io import atomic_path
 
 
@@ -68,20 +69,6 @@ def time_unit_fs(energy_unit: str = "eV") -> float:
 
 
 MAX_REALLOCATIONS_PER_BLOCK = 8
-
-
-def static_cell_size(nbrs):
-    """The jax-md neighbour list ``nbrs`` with its cell size as a Python float.
-
-    jax-md keeps the cell size in the list's static pytree data, and with fractional coordinates in a general cell
-    (``space.periodic_general``) computes it as a JAX scalar. JAX compares static data when it looks up a compiled
-    function, so each lookup with such a list runs a JAX operation inside JAX's own cache lookup, which deadlocks on
-    JAX 0.4.37: the MD block never finished tracing on a periodic cell. Updated lists carry the float over.
-    """
-    size = getattr(nbrs, "cell_size", None)
-    if size is None or isinstance(size, float):
-        return nbrs
-    return dataclasses.replace(nbrs, cell_size=float(size))
 
 
 class SimulationError(RuntimeError):
