@@ -142,8 +142,7 @@ def _md(args, energy, shift, neighbor_fn, neighbor_fn_lr, R, masses, nbrs, nbrs_
     from jax_md import simulate
 
     kT, dt = args.temperature * BOLTZMANN_EV, args.dt_fs / TIME_UNIT_FS
-    init, apply = simulate.nvt_langevin(lambda R, idx, idx_lr: energy(R, idx, idx_lr), shift, dt, kT,
-                                        gamma=args.gamma)  # fmt: skip
+    init, apply = simulate.nvt_langevin(energy, shift, dt, kT, gamma=args.gamma)
 
     def loop(state, lists):
         def body(_, carry):
